@@ -1,0 +1,85 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+/// Hearth: private, on-device product recommendations.
+///
+/// Layers, bottom up:
+/// - `CHearthKernels`: int8 scoring kernels (scalar oracle, AVX2, AVX-VNNI, NEON, NEON dotprod),
+///   run-time dispatch and top-K. Plain C, no dependencies.
+/// - `CHearthSQLite`, `CHearthCurl`: system-library targets with typed shims for C variadics.
+/// - `HearthCore`: the pure core (catalogue, model, training, quantisation, ranking, model file).
+///   No I/O and no Foundation; clock and randomness are injected. Also compiles as Embedded Swift.
+/// - `HearthDatasets`: reads dataset CSVs from disk (I/O) for the tools and tests.
+/// - Executables parse arguments and call the libraries.
+let package = Package(
+    name: "Hearth",
+    platforms: [.macOS(.v13)],
+    products: [
+        .library(name: "HearthCore", targets: ["HearthCore"]),
+        .executable(name: "hearth-bench", targets: ["hearth-bench"]),
+        .executable(name: "hearth-demo", targets: ["hearth-demo"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .target(
+            name: "CHearthKernels",
+            cSettings: [
+                // Bit-exactness between kernels needs the same float operations in the same order:
+                // no FMA contraction anywhere in the shared epilogue.
+                .unsafeFlags(["-ffp-contract=off", "-O2"]),
+            ]
+        ),
+        .target(name: "CHearthMath"),
+        .systemLibrary(
+            name: "CHearthSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+        .systemLibrary(
+            name: "CHearthCurl",
+            pkgConfig: "libcurl",
+            providers: [.apt(["libcurl4-openssl-dev"])]
+        ),
+        .target(
+            name: "HearthCore",
+            dependencies: ["CHearthKernels", "CHearthMath"]
+        ),
+        .target(
+            name: "HearthDatasets",
+            dependencies: ["HearthCore"]
+        ),
+        .target(
+            name: "HearthTestSupport",
+            dependencies: ["HearthCore", "HearthDatasets"]
+        ),
+        .executableTarget(
+            name: "hearth-bench",
+            dependencies: [
+                "HearthCore", "HearthDatasets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(
+            name: "hearth-demo",
+            dependencies: [
+                "HearthCore", "HearthDatasets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "HearthKernelTests",
+            dependencies: ["CHearthKernels", "HearthCore", "HearthTestSupport"]
+        ),
+        .testTarget(
+            name: "HearthCoreTests",
+            dependencies: ["HearthCore", "HearthDatasets", "HearthTestSupport"]
+        ),
+        .testTarget(
+            name: "SystemLibraryTests",
+            dependencies: ["CHearthSQLite", "CHearthCurl"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

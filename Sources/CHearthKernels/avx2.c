@@ -1,0 +1,52 @@
+/// AVX2 kernel: one packed group (8 rows x 4 bytes) is one YMM register.
+///
+/// `vpmaddubsw` multiplies unsigned by signed bytes, so the item bytes go in as |item| and the
+/// query as sign(item)*query (`vpsignb`). This is exact because the values are in [-127, 127]:
+/// |item| fits an unsigned byte and two products (at most 2 * 127 * 127 = 32258) never saturate
+/// the int16 pair sum. `vpmaddwd` with ones then gives one int32 per row and group.
+#if defined(__x86_64__)
+#include <immintrin.h>
+#include <string.h>
+#include "kernels_internal.h"
+
+__attribute__((target("avx2")))
+static inline __m256i group_dot(__m256i items, __m256i query4) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    const __m256i products = _mm256_maddubs_epi16(_mm256_abs_epi8(items), _mm256_sign_epi8(query4, items));
+    return _mm256_madd_epi16(products, ones);
+}
+
+__attribute__((target("avx2")))
+void hearth_dot_avx2(const int8_t *packed, const int8_t *query, int32_t dim_padded,
+                     int32_t block_count, int32_t *out) {
+    const int32_t groups = dim_padded / HEARTH_GROUP_BYTES;
+    const size_t block_bytes = (size_t)HEARTH_BLOCK_ROWS * (size_t)dim_padded;
+    int32_t block = 0;
+    /* Two blocks per iteration: two independent accumulator chains. */
+    for (; block + 2 <= block_count; block += 2) {
+        const int8_t *a = packed + (size_t)block * block_bytes;
+        const int8_t *b = a + block_bytes;
+        __m256i acc_a = _mm256_setzero_si256();
+        __m256i acc_b = _mm256_setzero_si256();
+        for (int32_t g = 0; g < groups; g++) {
+            int32_t q;
+            memcpy(&q, query + g * HEARTH_GROUP_BYTES, sizeof q);
+            const __m256i query4 = _mm256_set1_epi32(q);
+            acc_a = _mm256_add_epi32(acc_a, group_dot(_mm256_loadu_si256((const __m256i *)(a + g * 32)), query4));
+            acc_b = _mm256_add_epi32(acc_b, group_dot(_mm256_loadu_si256((const __m256i *)(b + g * 32)), query4));
+        }
+        _mm256_storeu_si256((__m256i *)(out + block * HEARTH_BLOCK_ROWS), acc_a);
+        _mm256_storeu_si256((__m256i *)(out + (block + 1) * HEARTH_BLOCK_ROWS), acc_b);
+    }
+    for (; block < block_count; block++) {
+        const int8_t *a = packed + (size_t)block * block_bytes;
+        __m256i acc = _mm256_setzero_si256();
+        for (int32_t g = 0; g < groups; g++) {
+            int32_t q;
+            memcpy(&q, query + g * HEARTH_GROUP_BYTES, sizeof q);
+            acc = _mm256_add_epi32(acc, group_dot(_mm256_loadu_si256((const __m256i *)(a + g * 32)), _mm256_set1_epi32(q)));
+        }
+        _mm256_storeu_si256((__m256i *)(out + block * HEARTH_BLOCK_ROWS), acc);
+    }
+}
+#endif
