@@ -95,6 +95,10 @@ const hearth_kernel *hearth_kernel_best(void) {
     return &kernels[0];
 }
 
+const hearth_kernel *hearth_kernel_scalar(void) {
+    return &kernels[0];
+}
+
 const char *hearth_kernel_env_override(void) {
     const char *value = getenv("HEARTH_KERNEL_ISA");
     return (value != NULL && value[0] != '\0') ? value : NULL;

@@ -24,6 +24,15 @@
 extern "C" {
 #endif
 
+/// Nullability for Swift's importer (clang only; GCC ignores it).
+/// Only the functions that can never return NULL are annotated; the rest stay unspecified.
+#if defined(__clang__)
+#define HEARTH_NONNULL _Nonnull
+#pragma clang diagnostic ignored "-Wnullability-completeness"
+#else
+#define HEARTH_NONNULL
+#endif
+
 #define HEARTH_BLOCK_ROWS 8
 #define HEARTH_GROUP_BYTES 4
 
@@ -61,7 +70,9 @@ int32_t hearth_kernel_is_supported(const hearth_kernel *kernel);
 /// The kernel with this name, or NULL when it is not compiled in.
 const hearth_kernel *hearth_kernel_named(const char *name);
 /// The best kernel this CPU supports (detection runs once).
-const hearth_kernel *hearth_kernel_best(void);
+const hearth_kernel *HEARTH_NONNULL hearth_kernel_best(void);
+/// The scalar reference kernel (always present and supported).
+const hearth_kernel *HEARTH_NONNULL hearth_kernel_scalar(void);
 /// The value of the `HEARTH_KERNEL_ISA` environment variable, or NULL.
 const char *hearth_kernel_env_override(void);
 

@@ -1,0 +1,94 @@
+import ArgumentParser
+import HearthCore
+import HearthDatasets
+
+/// `hearth-demo`: trains Hearth's recommender on the built-in example (or a dataset CSV),
+/// measures it on held-out events and prints one shopper's recommendations.
+@main
+struct HearthDemo: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "hearth-demo",
+        abstract: "Train on the built-in example shop (or a dataset CSV) and print recommendations."
+    )
+
+    @Option(help: "Interactions CSV (user_id,item_id,timestamp[,rating]); default: the built-in example shop.")
+    var dataset: String?
+    @Option(help: "Items CSV with titles or categories (default: items.csv beside --dataset, if present).")
+    var items: String?
+    @Option(help: "Keep rows with rating >= this (omit: every row is a positive).") var ratingThreshold: Double?
+    @Option(help: "Embedding width.") var dim: Int = 32
+    @Option(help: "Training epochs.") var epochs: Int = 8
+    @Option(help: "Recommendations to print.") var k: Int = 10
+    @Option(help: "User whose recommendations are printed (default: the first).") var user: String?
+    @Option(help: "Seed for training.") var seed: UInt64 = 1
+
+    func validate() throws {
+        guard dim > 0, epochs > 0, k > 0 else { throw ValidationError("--dim, --epochs and --k must be positive") }
+    }
+
+    func run() throws {
+        let data: InteractionDataset
+        var labels: [String: String] = [:]
+        if let dataset {
+            data = try InteractionDataset(csvAt: dataset, options: .init(ratingThreshold: ratingThreshold))
+            let itemsPath = items ?? (dataset.split(separator: "/", omittingEmptySubsequences: false).dropLast().joined(separator: "/") + "/items.csv")
+            if let table = try? CSVTable(contentsOf: itemsPath), let id = table.column("item_id") {
+                let title = table.column("title") ?? table.column("product_category")
+                for row in table.rows { labels[row[id]] = title.map { row[$0] } ?? "" }
+            }
+            print("dataset: \(dataset)")
+        } else {
+            data = SyntheticShop.dataset()
+            for (index, id) in data.catalog.ids.enumerated() { labels[id] = data.catalog.attributes[index].category }
+            print("dataset: built-in example shop (\(SyntheticShop.aisles.count) aisles; pass --dataset PATH for real data)")
+        }
+        let kernel = try ScoringKernel.preferred.get()
+        print("  \(data.sequences.count) users, \(data.catalog.count) items, \(data.eventCount) events; scoring kernel: \(kernel.name)")
+
+        let split = LeaveLastOutSplit(sequences: data.sequences)
+        var rng = Xoshiro256(seed: seed)
+        var parameters = GlobalParameters(itemCount: data.catalog.count, dimension: dim, using: &rng)
+        var locals: [[Float]] = []
+        Trainer().train(sequences: split.training, parameters: &parameters, locals: &locals, epochs: epochs, using: &rng)
+        let model = try Model(version: 1, catalog: data.catalog, parameters: parameters)
+
+        let (float32, int8) = OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: kernel)
+        let popularity = OfflineEvaluation.popularity(itemCount: data.catalog.count, split: split)
+        print("held-out last event per user (\(int8.users) users), full-catalogue ranking:")
+        print("  popularity      HR@10 \(format(popularity.hitRate))  NDCG@10 \(format(popularity.ndcg))")
+        print("  hearth float32  HR@10 \(format(float32.hitRate))  NDCG@10 \(format(float32.ndcg))")
+        print("  hearth int8     HR@10 \(format(int8.hitRate))  NDCG@10 \(format(int8.ndcg))")
+
+        let chosen = user.flatMap { data.userIDs.firstIndex(of: $0) } ?? 0
+        if let user, data.userIDs.firstIndex(of: user) == nil {
+            throw ValidationError("no user '\(user)' in the dataset")
+        }
+        let history = split.historyBeforeTest(user: chosen)
+        let state = OfflineEvaluation.localState(model: model, local: locals[chosen], history: history)
+        let excluded = ExclusionSet(itemCount: model.catalog.count, items: history.map { $0.item })
+        print("user \(data.userIDs[chosen]): last events")
+        for event in history.suffix(5) {
+            print("  \(event.kind.name.padding(8))\(describe(event.item, model: model, labels: labels))")
+        }
+        print("top \(k) recommendations:")
+        for (rank, recommendation) in model.recommend(state: state, k: k, excluding: excluded, kernel: kernel).enumerated() {
+            let mark = recommendation.item == split.test[chosen]?.item ? "   <- the held-out next event" : ""
+            print("  \(String(rank + 1).padding(3))\(describe(recommendation.item, model: model, labels: labels))  score \(format(Double(recommendation.score)))\(mark)")
+        }
+    }
+
+    private func describe(_ item: Int32, model: Model, labels: [String: String]) -> String {
+        let id = model.catalog.ids[Int(item)]
+        guard let label = labels[id], !label.isEmpty else { return id }
+        return "\(id) (\(label))"
+    }
+}
+
+func format(_ x: Double) -> String {
+    let scaled = (x * 10_000).rounded() / 10_000
+    return "\(scaled)"
+}
+
+extension String {
+    func padding(_ width: Int) -> String { count >= width ? self + " " : self + String(repeating: " ", count: width - count) }
+}

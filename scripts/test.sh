@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: what CI runs (.ci/run calls this). Installs what is missing, checks the
+# aarch64 kernels under qemu, the Embedded Swift build of the core, the quantisation cost on
+# MovieLens, then runs every Swift test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+
+echo "== aarch64 kernels under qemu (and the x86-64 kernels natively)"
+cross/check-kernels-aarch64.sh
+
+echo "== Embedded Swift build of the core for aarch64"
+cross/check-embedded-core.sh
+
+echo "== quantisation cost on MovieLens (int8 vs float32 HR@10, must be within 0.005)"
+swift build -c release --product hearth-bench
+datasets="${HEARTH_DATASETS:-../shared/datasets}"
+.build/release/hearth-bench quantization --dataset "$datasets/movielens-small-dslabs/ratings.csv"
+
+echo "== swift test"
+swift build --build-tests
+swift test --skip-build
