@@ -87,6 +87,13 @@ int32_t hearth_score_topk(const hearth_kernel *kernel, const hearth_table *table
         int32_t rows = count * HEARTH_BLOCK_ROWS;
         if (first_row + rows > table->rows) rows = table->rows - first_row;
         epilogue(table, first_row, rows, acc, query_scale, scores);
+        if (size == k) {
+            /* Once the heap is full almost every chunk is below its worst entry: one
+               vectorisable pass over the chunk's maximum skips the per-row work. */
+            float chunk_max = scores[0];
+            for (int32_t i = 1; i < rows; i++) chunk_max = scores[i] > chunk_max ? scores[i] : chunk_max;
+            if (chunk_max < out[0].score) continue;
+        }
         for (int32_t i = 0; i < rows; i++) {
             const int32_t row = first_row + i;
             if (size == k && scores[i] < out[0].score) continue;  // cheap reject, the common case
