@@ -21,6 +21,8 @@ struct HearthDemo: ParsableCommand {
     @Option(help: "Recommendations to print.") var k: Int = 10
     @Option(help: "User whose recommendations are printed (default: the first).") var user: String?
     @Option(help: "Seed for training.") var seed: UInt64 = 1
+    @Option(help: "Write the trained model file here.") var saveModel: String?
+    @Option(help: "Write the tensors as .npy files into this existing directory.") var exportNpy: String?
 
     func validate() throws {
         guard dim > 0, epochs > 0, k > 0 else { throw ValidationError("--dim, --epochs and --k must be positive") }
@@ -58,6 +60,20 @@ struct HearthDemo: ParsableCommand {
         print("  popularity      HR@10 \(format(popularity.hitRate))  NDCG@10 \(format(popularity.ndcg))")
         print("  hearth float32  HR@10 \(format(float32.hitRate))  NDCG@10 \(format(float32.ndcg))")
         print("  hearth int8     HR@10 \(format(int8.hitRate))  NDCG@10 \(format(int8.ndcg))")
+
+        if let saveModel {
+            let bytes = ModelFile.encode(model)
+            try writeFileAtomically(saveModel, bytes: bytes)
+            // Read it back through the real decoder: what was written is what serving loads.
+            let loaded = try ModelFile.decode(try readFile(saveModel))
+            print("model file: \(saveModel) (\(bytes.count) bytes, version \(loaded.version), read back \(loaded == model ? "identical" : "DIFFERENT"))")
+        }
+        if let exportNpy {
+            for (name, bytes) in NPY.export(model) {
+                try writeFileAtomically(exportNpy + "/" + name, bytes: bytes)
+            }
+            print("tensors: \(exportNpy)/{embeddings,bias,table_int8,row_scale}.npy")
+        }
 
         let chosen = user.flatMap { data.userIDs.firstIndex(of: $0) } ?? 0
         if let user, data.userIDs.firstIndex(of: user) == nil {
