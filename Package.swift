@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "HearthCore", targets: ["HearthCore"]),
         .executable(name: "hearth-bench", targets: ["hearth-bench"]),
         .executable(name: "hearth-demo", targets: ["hearth-demo"]),
+        .executable(name: "hearthctl", targets: ["hearthctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -32,6 +33,16 @@ let package = Package(
             ]
         ),
         .target(name: "CHearthMath"),
+        .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
+        .executableTarget(
+            name: "hearthctl",
+            dependencies: [
+                "HearthPrivacy",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "HearthPrivacyTests", dependencies: ["HearthPrivacy"]),
+        .target(name: "CHearthBench", cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(
             name: "CHearthSQLite",
             pkgConfig: "sqlite3",
@@ -57,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "hearth-bench",
             dependencies: [
-                "HearthCore", "HearthDatasets",
+                "HearthCore", "HearthDatasets", "CHearthBench",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
