@@ -6,6 +6,9 @@
 #include "hearth_kernels.h"
 #include "kernels_internal.h"
 
+#if defined(__aarch64__) && defined(__APPLE__)
+#include <sys/sysctl.h>
+#endif
 #if defined(__aarch64__) && defined(__linux__)
 #include <sys/auxv.h>
 #ifndef HWCAP_ASIMD
@@ -51,17 +54,28 @@ static void detect(void) {
         const int ymm_enabled = osxsave && avx && ((read_xcr0() & 0x6) == 0x6);
         if (ymm_enabled && __get_cpuid_max(0, NULL) >= 7) {
             __cpuid_count(7, 0, eax, ebx, ecx, edx);
+            const unsigned max_subleaf = eax;
             const int avx2 = (ebx >> 5) & 1;
             if (avx2) mask |= 1u << HEARTH_ISA_AVX2;
-            __cpuid_count(7, 1, eax, ebx, ecx, edx);
-            const int avxvnni = (eax >> 4) & 1;
-            if (avx2 && avxvnni) mask |= 1u << HEARTH_ISA_AVXVNNI;
+            if (max_subleaf >= 1) {
+                __cpuid_count(7, 1, eax, ebx, ecx, edx);
+                const int avxvnni = (eax >> 4) & 1;
+                if (avx2 && avxvnni) mask |= 1u << HEARTH_ISA_AVXVNNI;
+            }
         }
     }
 #elif defined(__aarch64__) && defined(__linux__)
     const unsigned long hwcap = getauxval(AT_HWCAP);
     if (hwcap & HWCAP_ASIMD) mask |= 1u << HEARTH_ISA_NEON;
     if ((hwcap & HWCAP_ASIMD) && (hwcap & HWCAP_ASIMDDP)) mask |= 1u << HEARTH_ISA_NEONDOT;
+#elif defined(__aarch64__) && defined(__APPLE__)
+    /* Every Apple arm64 CPU has Advanced SIMD; dotprod is reported by sysctl. */
+    mask |= 1u << HEARTH_ISA_NEON;
+    int dotprod = 0;
+    size_t size = sizeof dotprod;
+    if (sysctlbyname("hw.optional.arm.FEAT_DotProd", &dotprod, &size, NULL, 0) == 0 && dotprod) {
+        mask |= 1u << HEARTH_ISA_NEONDOT;
+    }
 #endif
     supported_mask = mask;
 }

@@ -3,8 +3,8 @@ import CHearthKernels
 /// Ranking with the int8 table and a scoring kernel.
 extension Model {
     /// The top `k` items for `state`, best first, skipping `excluding`; ties go to the lower index.
-    public func recommend(state: LocalState, k: Int, excluding: ExclusionSet? = nil, kernel: ScoringKernel) -> [Recommendation] {
-        table.topK(query: QuantizedQuery(query(for: state)), k: k, excluding: excluding, kernel: kernel)
+    public func recommend(state: LocalState, k: Int, excluding: ExclusionSet? = nil, kernel: ScoringKernel) throws(CoreError) -> [Recommendation] {
+        try table.topK(query: QuantizedQuery(query(for: state)), k: k, excluding: excluding, kernel: kernel)
     }
 
     /// Re-ranks caller-given `candidates` (promotions, ads) for `state`, best first.
@@ -29,15 +29,22 @@ extension QuantizedTable {
     }
 
     /// The top `k` rows for `query`, best first (higher score, then lower index).
-    public func topK(query: QuantizedQuery, k: Int, excluding: ExclusionSet? = nil, kernel: ScoringKernel) -> [Recommendation] {
+    ///
+    /// A query of the wrong width or an exclusion set over a different catalogue size is an
+    /// error: silently ignoring either would serve items the caller meant to exclude.
+    public func topK(query: QuantizedQuery, k: Int, excluding: ExclusionSet? = nil, kernel: ScoringKernel) throws(CoreError) -> [Recommendation] {
+        try checkQuery(query)
+        if let excluding, excluding.itemCount != rows {
+            throw .shapeMismatch("exclusion set covers \(excluding.itemCount) items, the table has \(rows)")
+        }
         let limit = max(0, min(k, rows))
-        guard limit > 0, query.values.count == dimensionPadded else { return [] }
+        guard limit > 0 else { return [] }
         var out = [hearth_scored](repeating: hearth_scored(index: 0, score: 0), count: limit)
         let written: Int32 = withView { view in
             var view = view
             return query.values.withUnsafeBufferPointer { q in
                 out.withUnsafeMutableBufferPointer { results in
-                    if let excluding, excluding.itemCount == rows {
+                    if let excluding {
                         return excluding.words.withUnsafeBufferPointer { words in
                             hearth_score_topk(kernel.entry, &view, q.baseAddress, query.scale, words.baseAddress, Int32(limit), results.baseAddress)
                         }
@@ -50,9 +57,10 @@ extension QuantizedTable {
     }
 
     /// Scores of every row for `query` (in row order).
-    public func scores(query: QuantizedQuery, kernel: ScoringKernel) -> [Float] {
+    public func scores(query: QuantizedQuery, kernel: ScoringKernel) throws(CoreError) -> [Float] {
+        try checkQuery(query)
         var scores = [Float](repeating: 0, count: rows)
-        guard rows > 0, query.values.count == dimensionPadded else { return scores }
+        guard rows > 0 else { return scores }
         withView { view in
             var view = view
             query.values.withUnsafeBufferPointer { q in
@@ -62,6 +70,12 @@ extension QuantizedTable {
             }
         }
         return scores
+    }
+
+    private func checkQuery(_ query: QuantizedQuery) throws(CoreError) {
+        guard query.values.count == dimensionPadded else {
+            throw .shapeMismatch("query has \(query.values.count) values, the table needs \(dimensionPadded)")
+        }
     }
 
     /// Scores `candidates` and returns them best first (higher score, then lower index).
@@ -75,9 +89,7 @@ extension QuantizedTable {
                 unique.append(item)
             }
         }
-        guard query.values.count == dimensionPadded else {
-            throw .shapeMismatch("query has \(query.values.count) values, table needs \(dimensionPadded)")
-        }
+        try checkQuery(query)
         var scores = [Float](repeating: 0, count: unique.count)
         withView { view in
             var view = view

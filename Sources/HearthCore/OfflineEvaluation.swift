@@ -7,7 +7,7 @@ public enum OfflineEvaluation {
     /// scoring differs, so the gap is what quantisation costs.
     public static func compareScoring(
         model: Model, locals: [[Float]], split: LeaveLastOutSplit, cutoff: Int = 10, kernel: ScoringKernel
-    ) -> (float32: RankingMetrics, int8: RankingMetrics) {
+    ) throws(CoreError) -> (float32: RankingMetrics, int8: RankingMetrics) {
         var float32 = RankingMetrics(cutoff: cutoff)
         var int8 = RankingMetrics(cutoff: cutoff)
         for user in split.test.indices {
@@ -16,7 +16,7 @@ public enum OfflineEvaluation {
             let state = localState(model: model, local: user < locals.count ? locals[user] : nil, history: history)
             let excluded = ExclusionSet(itemCount: model.catalog.count, items: history.map { $0.item })
             let query = model.query(for: state)
-            int8.record(ranked: model.table.topK(query: QuantizedQuery(query), k: cutoff, excluding: excluded, kernel: kernel).map { $0.item },
+            int8.record(ranked: try model.table.topK(query: QuantizedQuery(query), k: cutoff, excluding: excluded, kernel: kernel).map { $0.item },
                         target: target.item)
             float32.record(ranked: model.parameters.topK(query: query, k: cutoff, excluding: excluded).map { $0.item },
                            target: target.item)

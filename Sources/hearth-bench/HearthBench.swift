@@ -59,7 +59,7 @@ struct Scoring: ParsableCommand {
         for scoring in kernels {
             let count = iterations > 0 ? iterations : calibrateIterations(table: table, query: queries[0], kernel: scoring)
             // Warm up both paths.
-            for q in queries.prefix(4) { sink &+= UInt64(table.topK(query: q, k: k, excluding: excluded, kernel: scoring).count) }
+            for q in queries.prefix(4) { sink &+= UInt64(try table.topK(query: q, k: k, excluding: excluded, kernel: scoring).count) }
             sink &+= stream(table)
             // Cold: the table is evicted from every cache before each timed pass, so both the
             // query and the roofline stream it from memory (a query arriving after other work).
@@ -70,13 +70,13 @@ struct Scoring: ParsableCommand {
                 let q = queries[i % queries.count]
                 evict(table)
                 let t0 = hearth_bench_now_ns()
-                sink &+= UInt64(table.topK(query: q, k: k, excluding: excluded, kernel: scoring).count)
+                sink &+= UInt64(try table.topK(query: q, k: k, excluding: excluded, kernel: scoring).count)
                 let t1 = hearth_bench_now_ns()
                 evict(table)
                 let t2 = hearth_bench_now_ns()
                 sink &+= stream(table)
                 let t3 = hearth_bench_now_ns()
-                sink &+= UInt64(table.topK(query: q, k: k, excluding: excluded, kernel: scoring).count)
+                sink &+= UInt64(try table.topK(query: q, k: k, excluding: excluded, kernel: scoring).count)
                 let t4 = hearth_bench_now_ns()
                 sink &+= stream(table)
                 let t5 = hearth_bench_now_ns()
@@ -134,7 +134,7 @@ struct Scoring: ParsableCommand {
 
     private func calibrateIterations(table: QuantizedTable, query: QuantizedQuery, kernel: ScoringKernel) -> Int {
         let t0 = hearth_bench_now_ns()
-        _ = table.topK(query: query, k: k, kernel: kernel)
+        _ = try? table.topK(query: query, k: k, kernel: kernel)
         let once = max(1, hearth_bench_now_ns() - t0)
         return max(31, min(5_001, Int(500_000_000 / once)))
     }

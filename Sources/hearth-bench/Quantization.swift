@@ -28,7 +28,7 @@ struct Quantization: ParsableCommand {
         let trainSeconds = Double(hearth_bench_now_ns() - t0) / 1e9
         let model = try Model(version: 0, catalog: data.catalog, parameters: parameters)
         let kernel = try ScoringKernel.preferred.get()
-        let (float32, int8) = OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: kernel)
+        let (float32, int8) = try OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: kernel)
         let popularity = OfflineEvaluation.popularity(itemCount: data.catalog.count, split: split)
         let gap = abs(float32.hitRate - int8.hitRate)
         if json {

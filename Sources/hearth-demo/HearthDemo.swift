@@ -54,7 +54,7 @@ struct HearthDemo: ParsableCommand {
         Trainer().train(sequences: split.training, parameters: &parameters, locals: &locals, epochs: epochs, using: &rng)
         let model = try Model(version: 1, catalog: data.catalog, parameters: parameters)
 
-        let (float32, int8) = OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: kernel)
+        let (float32, int8) = try OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: kernel)
         let popularity = OfflineEvaluation.popularity(itemCount: data.catalog.count, split: split)
         print("held-out last event per user (\(int8.users) users), full-catalogue ranking:")
         print("  popularity      HR@10 \(format(popularity.hitRate))  NDCG@10 \(format(popularity.ndcg))")
@@ -87,7 +87,7 @@ struct HearthDemo: ParsableCommand {
             print("  \(event.kind.name.padding(8))\(describe(event.item, model: model, labels: labels))")
         }
         print("top \(k) recommendations:")
-        for (rank, recommendation) in model.recommend(state: state, k: k, excluding: excluded, kernel: kernel).enumerated() {
+        for (rank, recommendation) in try model.recommend(state: state, k: k, excluding: excluded, kernel: kernel).enumerated() {
             let mark = recommendation.item == split.test[chosen]?.item ? "   <- the held-out next event" : ""
             print("  \(String(rank + 1).padding(3))\(describe(recommendation.item, model: model, labels: labels))  score \(format(Double(recommendation.score)))\(mark)")
         }

@@ -12,10 +12,10 @@ struct RankingTests {
         var state = LocalState(dimension: 24)
         state.embedding = (0 ..< 24).map { Float($0 % 5) - 2 }
         let query = QuantizedQuery(model.query(for: state))
-        let scores = model.table.scores(query: query, kernel: kernel)
+        let scores = try model.table.scores(query: query, kernel: kernel)
         let expected = scores.indices.sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }.prefix(k)
         for candidate in ScoringKernel.all where candidate.isSupported {
-            let top = model.table.topK(query: query, k: k, kernel: candidate)
+            let top = try model.table.topK(query: query, k: k, kernel: candidate)
             #expect(top.map { Int($0.item) } == Array(expected), "kernel \(candidate.name)")
         }
     }
@@ -25,10 +25,17 @@ struct RankingTests {
         let model = try Fixtures.randomModel(items: 20, dimension: 8, seed: 3)
         let excluded = ExclusionSet(itemCount: 20, items: [0, 3, 19, 7])
         let state = LocalState(dimension: 8)
-        let top = model.recommend(state: state, k: 100, excluding: excluded, kernel: kernel)
+        let top = try model.recommend(state: state, k: 100, excluding: excluded, kernel: kernel)
         #expect(top.count == 16)
         #expect(Set(top.map { $0.item }).isDisjoint(with: [0, 3, 19, 7]))
-        #expect(model.recommend(state: state, k: 0, kernel: kernel).isEmpty)
+        #expect(try model.recommend(state: state, k: 0, kernel: kernel).isEmpty)
+        // An exclusion set for another catalogue, or a query of the wrong width, is refused.
+        #expect(throws: CoreError.shapeMismatch("")) {
+            try model.recommend(state: state, k: 5, excluding: ExclusionSet(itemCount: 21), kernel: kernel)
+        }
+        #expect(throws: CoreError.shapeMismatch("")) {
+            try model.table.topK(query: QuantizedQuery([1, 2, 3, 4, 5, 6, 7, 8, 9]), k: 5, kernel: kernel)
+        }
     }
 
     @Test("rank() orders the caller's candidates by score, once each, and refuses unknown items")
@@ -39,7 +46,7 @@ struct RankingTests {
         let ranked = try model.rank(state: state, candidates: [10, 4, 10, 33, 2])
         #expect(ranked.map { $0.item }.sorted() == [2, 4, 10, 33])
         for (a, b) in zip(ranked, ranked.dropFirst()) { #expect(rankedBefore(a, b)) }
-        let all = model.table.scores(query: QuantizedQuery(model.query(for: state)), kernel: kernel)
+        let all = try model.table.scores(query: QuantizedQuery(model.query(for: state)), kernel: kernel)
         for r in ranked { #expect(r.score == all[Int(r.item)]) }
         #expect(throws: CoreError.unknownItem("")) { try model.rank(state: state, candidates: [1, 50]) }
         #expect(throws: CoreError.unknownItem("")) { try model.rank(state: state, candidates: [-1]) }
@@ -51,7 +58,7 @@ struct RankingTests {
         var state = LocalState(dimension: 32)
         for item: Int32 in [1, 2, 3] { state.observe(Event(item: item, kind: .cart)) }
         let query = model.query(for: state)
-        let int8 = model.table.scores(query: QuantizedQuery(query), kernel: kernel)
+        let int8 = try model.table.scores(query: QuantizedQuery(query), kernel: kernel)
         for item in 0 ..< 100 {
             var exact = model.parameters.bias[item]
             for c in 0 ..< 32 { exact += query[c] * model.parameters.embeddings[item * 32 + c] }

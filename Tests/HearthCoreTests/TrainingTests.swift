@@ -39,7 +39,7 @@ struct TrainingTests {
         for _ in 0 ..< 5 { last = epochLoss() }
         #expect(last < first * 0.9, "loss \(first) -> \(last)")
         let model = try Model(version: 0, catalog: data.catalog, parameters: parameters)
-        let (float32, int8) = OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: .scalar)
+        let (float32, int8) = try OfflineEvaluation.compareScoring(model: model, locals: locals, split: split, kernel: .scalar)
         let popularity = OfflineEvaluation.popularity(itemCount: data.catalog.count, split: split)
         #expect(int8.users == 120)
         #expect(float32.hitRate > popularity.hitRate, "model \(float32.hitRate) vs popularity \(popularity.hitRate)")

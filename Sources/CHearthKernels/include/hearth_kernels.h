@@ -28,6 +28,7 @@ extern "C" {
 /// Only the functions that can never return NULL are annotated; the rest stay unspecified.
 #if defined(__clang__)
 #define HEARTH_NONNULL _Nonnull
+#pragma clang diagnostic push
 #pragma clang diagnostic ignored "-Wnullability-completeness"
 #else
 #define HEARTH_NONNULL
@@ -138,5 +139,8 @@ void hearth_dot_scalar(const int8_t *packed, const int8_t *query, int32_t dim_pa
 
 #ifdef __cplusplus
 }
+#endif
+#if defined(__clang__)
+#pragma clang diagnostic pop
 #endif
 #endif
