@@ -30,12 +30,12 @@ void hearth_dot_avx2(const int8_t *packed, const int8_t *query, int32_t dim_padd
         const int8_t *a = packed + (size_t)block * block_bytes;
         const int8_t *b = a + block_bytes;
         /* The table is streamed once per query: fetch a few KiB ahead so that many cache
-           misses are in flight while this pair is being multiplied. */
-        if (block + 2 + PREFETCH_BLOCKS < block_count) {
-            const int8_t *ahead = a + (size_t)PREFETCH_BLOCKS * block_bytes;
-            for (size_t offset = 0; offset < 2 * block_bytes; offset += 64) {
-                _mm_prefetch((const char *)(ahead + offset), _MM_HINT_T0);
-            }
+           misses are in flight while this pair is being multiplied. The caller scores the
+           table in chunks, so this deliberately runs past `block_count` into the next chunk
+           (a prefetch never faults, even past the end of the table). */
+        const int8_t *ahead = a + (size_t)PREFETCH_BLOCKS * block_bytes;
+        for (size_t offset = 0; offset < 2 * block_bytes; offset += 64) {
+            _mm_prefetch((const char *)(ahead + offset), _MM_HINT_T0);
         }
         __m256i acc_a = _mm256_setzero_si256();
         __m256i acc_b = _mm256_setzero_si256();

@@ -30,8 +30,17 @@ static float epilogue(const hearth_table *table, int32_t first_row, int32_t coun
     for (int32_t i = 0; i < count; i++) {
         scores[i] = hearth_score_from_dot(acc[i], row_scale[i], query_scale, bias[i]);
     }
-    float best = scores[0];
-    for (int32_t i = 1; i < count; i++) best = scores[i] > best ? scores[i] : best;
+    /* Eight running maxima, one per lane, so the loop vectorises without reassociating;
+       the maximum of finite floats does not depend on the order anyway. */
+    float lane_max[8];
+    for (int32_t j = 0; j < 8; j++) lane_max[j] = scores[0];
+    int32_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        for (int32_t j = 0; j < 8; j++) lane_max[j] = scores[i + j] > lane_max[j] ? scores[i + j] : lane_max[j];
+    }
+    for (; i < count; i++) lane_max[0] = scores[i] > lane_max[0] ? scores[i] : lane_max[0];
+    float best = lane_max[0];
+    for (int32_t j = 1; j < 8; j++) best = lane_max[j] > best ? lane_max[j] : best;
     return best;
 }
 
@@ -95,9 +104,9 @@ int32_t hearth_score_topk(const hearth_kernel *kernel, const hearth_table *table
     const int32_t blocks = hearth_block_count(table->rows);
     for (int32_t block = 0; block < blocks; block += CHUNK_BLOCKS) {
         const int32_t count = blocks - block < CHUNK_BLOCKS ? blocks - block : CHUNK_BLOCKS;
+        const int32_t first_row = block * HEARTH_BLOCK_ROWS;
         kernel->dot(table->packed + (size_t)block * block_bytes(table->dim_padded), query,
                     table->dim_padded, count, acc);
-        const int32_t first_row = block * HEARTH_BLOCK_ROWS;
         int32_t rows = count * HEARTH_BLOCK_ROWS;
         if (first_row + rows > table->rows) rows = table->rows - first_row;
         const float chunk_max = epilogue(table, first_row, rows, acc, query_scale, scores);
