@@ -12,6 +12,13 @@ cross/check-kernels-aarch64.sh
 echo "== Embedded Swift build of the core for aarch64"
 cross/check-embedded-core.sh
 
+echo "== systemd unit hardening (exposure must be 1.5 or less)"
+if command -v systemd-analyze >/dev/null; then
+    systemd-analyze security --offline=true --threshold=15 systemd/hearth-agent.service | tail -n 1
+else
+    echo "systemd-analyze not installed: skipped"
+fi
+
 echo "== quantisation cost on MovieLens (int8 vs float32 HR@10, must be within 0.005)"
 swift build -c release --product hearth-bench
 datasets="${HEARTH_DATASETS:-../shared/datasets}"
