@@ -33,6 +33,8 @@ let package = Package(
             ]
         ),
         .target(name: "CHearthMath"),
+        .target(name: "HearthSystemd"),
+        .testTarget(name: "HearthSystemdTests", dependencies: ["HearthSystemd"]),
         .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
         .executableTarget(
             name: "hearthctl",
