@@ -34,6 +34,8 @@ let package = Package(
         ),
         .target(name: "CHearthMath"),
         .target(name: "HearthSystemd"),
+        .target(name: "HearthConfig"),
+        .testTarget(name: "HearthConfigTests", dependencies: ["HearthConfig"]),
         .testTarget(name: "HearthSystemdTests", dependencies: ["HearthSystemd"]),
         .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
         .executableTarget(
