@@ -1,0 +1,102 @@
+import HearthCore
+import HearthTestSupport
+import Testing
+
+@Suite("Device training round")
+struct DeviceTrainingTests {
+    func records(_ items: [(String, EventKind, String)]) throws -> [EventRecord] {
+        try items.enumerated().map { offset, entry in
+            try EventRecord(item: entry.0, kind: entry.1, session: entry.2, timestampMilliseconds: Int64(1_000 * offset))
+        }
+    }
+
+    @Test("the update is dense, equals trained minus start, and session contributions sum to it")
+    func denseUpdate() throws {
+        let model = try Fixtures.randomModel(items: 30, dimension: 8, seed: 2)
+        let events = try records([("item-1", .view, "a"), ("item-2", .cart, "a"), ("item-3", .purchase, "a"),
+                                  ("item-7", .click, "b"), ("item-9", .purchase, "b"), ("unknown", .view, "b")])
+        var rng = Xoshiro256(seed: 1)
+        let result = DeviceTraining().run(model: model, records: events, local: [], using: &rng)
+        #expect(result.update.count == model.parameters.parameterCount)
+        #expect(result.eventsUsed == 5)
+        #expect(result.eventsSkipped == 1)
+        #expect(result.sessionUpdates.count == 2)
+        let trained = result.parameters.flattened()
+        let start = model.parameters.flattened()
+        for i in result.update.indices {
+            #expect(result.update[i] == trained[i] - start[i])
+            let summed = result.sessionUpdates[0][i] + result.sessionUpdates[1][i]
+            #expect(abs(summed - result.update[i]) <= 1e-5 * (1 + abs(result.update[i])))
+        }
+        // Sampled negatives touch items the device never saw: a sparse update would show only
+        // the device's items; here most coordinates moved or are still carried (dense length).
+        #expect(result.update.contains { $0 != 0 })
+        #expect(result.local.count == 8)
+    }
+
+    @Test("session keys are stable and distinct")
+    func sessionKeys() {
+        #expect(DeviceTraining.sessionKey("s-1") == DeviceTraining.sessionKey("s-1"))
+        #expect(DeviceTraining.sessionKey("s-1") != DeviceTraining.sessionKey("s-2"))
+        #expect(DeviceTraining.sessionKey("") == 0xCBF2_9CE4_8422_2325)
+    }
+
+    @Test("event records validate every field and name it in the error", arguments: [
+        ("", "s", Int32?.none, Int64(0), "item"),
+        ("x", "", nil, 0, "session"),
+        ("x", "s", 0, 0, "quantity"),
+        ("x", "s", 10_001, 0, "quantity"),
+        ("x", "s", nil, -1, "timestamp_ms"),
+        ("a\u{7}b", "s", nil, 0, "item"),
+        (String(repeating: "x", count: 129), "s", nil, 0, "item"),
+    ])
+    func recordValidation(item: String, session: String, quantity: Int32?, timestamp: Int64, field: String) {
+        #expect {
+            _ = try EventRecord(item: item, kind: .view, session: session, quantity: quantity, timestampMilliseconds: timestamp)
+        } throws: { error in
+            (error as? CoreError)?.message.hasPrefix(field + ":") == true
+        }
+    }
+}
+
+@Suite("Interest profile and scheduler")
+struct ProfileSchedulerTests {
+    @Test("the profile ranks categories and brands by kind-weighted engagement")
+    func profile() throws {
+        let catalog = try Catalog(ids: ["a", "b", "c"], attributes: [
+            ItemAttributes(category: "dairy", brand: "x"), ItemAttributes(category: "bakery", brand: "y"),
+            ItemAttributes(category: "dairy", brand: "y"),
+        ])
+        let records = try [("a", EventKind.purchase), ("b", .view), ("c", .cart), ("zzz", .purchase)].enumerated().map {
+            try EventRecord(item: $0.element.0, kind: $0.element.1, session: "s", timestampMilliseconds: Int64($0.offset))
+        }
+        let profile = InterestProfile(records: records, catalog: catalog)
+        #expect(profile.events == 3)
+        #expect(profile.categories.map { $0.name } == ["dairy", "bakery"])
+        #expect(profile.categories[0].weight == 1.75)
+        #expect(profile.brands.map { $0.name } == ["x", "y"])
+        #expect(abs(profile.categories.map { $0.share }.reduce(0, +) - 1) < 1e-6)
+    }
+
+    @Test("the scheduler trains only when every condition holds, and says which one failed")
+    func scheduler() {
+        let scheduler = TrainingScheduler(windowStartMinute: 22 * 60, windowEndMinute: 6 * 60, maxLoadAverage: 0.5,
+                                          requireMainsPower: true, minNewEvents: 10)
+        let good = TrainingScheduler.Conditions(minuteOfDay: 23 * 60, loadAverage: 0.1, onMainsPower: true, newEvents: 10, selectedByPlan: true)
+        #expect(scheduler.decide(good) == .train)
+        var c = good; c.minuteOfDay = 12 * 60
+        #expect(scheduler.decide(c) == .wait("outside the training window"))
+        c = good; c.minuteOfDay = 2 * 60
+        #expect(scheduler.decide(c) == .train)
+        c = good; c.loadAverage = 0.5
+        #expect(scheduler.decide(c) != .train)
+        c = good; c.onMainsPower = false
+        #expect(scheduler.decide(c) == .wait("on battery power"))
+        c = good; c.onMainsPower = nil
+        #expect(scheduler.decide(c) == .train)
+        c = good; c.newEvents = 9
+        #expect(scheduler.decide(c) == .wait("9 new events, 10 needed"))
+        c = good; c.selectedByPlan = false
+        #expect(scheduler.decide(c) == .wait("not sampled for this model version"))
+    }
+}
