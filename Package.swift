@@ -35,6 +35,8 @@ let package = Package(
         .target(name: "CHearthMath"),
         .target(name: "HearthSystemd"),
         .target(name: "HearthConfig"),
+        .target(name: "HearthAgent", dependencies: ["HearthCore", "HearthPrivacy", "HearthConfig", "HearthSystemd"]),
+        .testTarget(name: "HearthAgentTests", dependencies: ["HearthAgent", "HearthTestSupport"]),
         .testTarget(name: "HearthConfigTests", dependencies: ["HearthConfig"]),
         .testTarget(name: "HearthSystemdTests", dependencies: ["HearthSystemd"]),
         .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
