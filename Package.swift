@@ -22,6 +22,10 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         .target(
@@ -33,6 +37,28 @@ let package = Package(
             ]
         ),
         .target(name: "CHearthMath"),
+        .target(
+            name: "HearthLocalAPI",
+            dependencies: [
+                "HearthCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "HearthLocalAPITests",
+            dependencies: [
+                "HearthLocalAPI", "HearthTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
+            ]
+        ),
         .target(name: "HearthSystemd"),
         .target(name: "HearthConfig"),
         .target(name: "HearthAgent", dependencies: ["HearthCore", "HearthPrivacy", "HearthConfig", "HearthSystemd"]),
@@ -40,6 +66,22 @@ let package = Package(
         .testTarget(name: "HearthConfigTests", dependencies: ["HearthConfig"]),
         .testTarget(name: "HearthSystemdTests", dependencies: ["HearthSystemd"]),
         .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
+        .target(
+            name: "HearthUploader",
+            dependencies: [
+                "CHearthCurl", "HearthCore", "HearthPrivacy",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "HearthUploaderTests",
+            dependencies: [
+                "HearthUploader", "HearthCore", "HearthPrivacy", "HearthTestSupport",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
         .executableTarget(
             name: "hearthctl",
             dependencies: [
@@ -97,6 +139,8 @@ let package = Package(
             name: "SystemLibraryTests",
             dependencies: ["CHearthSQLite", "CHearthCurl"]
         ),
+        .target(name: "HearthStore", dependencies: ["CHearthSQLite", "HearthCore", "HearthPrivacy"]),
+        .testTarget(name: "HearthStoreTests", dependencies: ["HearthStore", "HearthTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

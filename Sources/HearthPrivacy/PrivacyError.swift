@@ -25,6 +25,12 @@ public struct PrivacyError: Error, Hashable, Sendable {
         case invalidDiscretization
         case invalidAuditConfiguration
         case tooManySessions
+        case truncatedEnvelope
+        case malformedEnvelope
+        case unsupportedEnvelopeVersion
+        case envelopeChecksumMismatch
+        case valueOutOfRange
+        case invalidIdempotencyKey
     }
 
     private let code: Code
@@ -75,6 +81,19 @@ public struct PrivacyError: Error, Hashable, Sendable {
     /// More sessions than the configured maximum per update (or a maximum below 1).
     public static let tooManySessions = PrivacyError(.tooManySessions)
 
+    /// An update envelope is shorter or longer than its header declares.
+    public static let truncatedEnvelope = PrivacyError(.truncatedEnvelope)
+    /// An update envelope has a bad magic, reserved bits set, or a field outside its range.
+    public static let malformedEnvelope = PrivacyError(.malformedEnvelope)
+    /// An update envelope has a format version this build cannot read.
+    public static let unsupportedEnvelopeVersion = PrivacyError(.unsupportedEnvelopeVersion)
+    /// An update envelope fails its CRC-32.
+    public static let envelopeChecksumMismatch = PrivacyError(.envelopeChecksumMismatch)
+    /// A grid value is outside ±(2^(bitWidth−1) − 1).
+    public static let valueOutOfRange = PrivacyError(.valueOutOfRange)
+    /// An idempotency key is not exactly 16 bytes (or 32 hex digits).
+    public static let invalidIdempotencyKey = PrivacyError(.invalidIdempotencyKey)
+
     /// A human-readable explanation of the error.
     public var message: String {
         switch code {
@@ -118,6 +137,18 @@ public struct PrivacyError: Error, Hashable, Sendable {
             return "invalid audit configuration"
         case .tooManySessions:
             return "more sessions in one update than maxSessionsPerUpdate (the grid has no room for them)"
+        case .truncatedEnvelope:
+            return "update envelope length does not match its header (truncated or trailing bytes)"
+        case .malformedEnvelope:
+            return "update envelope is malformed (magic, reserved bytes, mode, unit, bit width, dimension or a float field out of range)"
+        case .unsupportedEnvelopeVersion:
+            return "update envelope format version not supported by this build"
+        case .envelopeChecksumMismatch:
+            return "update envelope CRC-32 mismatch"
+        case .valueOutOfRange:
+            return "update value outside the range of its declared bit width"
+        case .invalidIdempotencyKey:
+            return "idempotency key must be exactly 16 bytes (32 hex digits)"
         }
     }
 }

@@ -1,0 +1,231 @@
+import CHearthSQLite
+
+/// A thin owner of one `sqlite3*`: open with flags, prepared-statement cache, transactions with
+/// rollback on error. Used by one isolation domain at a time (opened with `SQLITE_OPEN_NOMUTEX`).
+final class SQLiteConnection {
+    private var handle: OpaquePointer?
+    private var cache: [String: Statement] = [:]
+    let path: String
+
+    init(path: String, flags: Int32) throws(StoreError) {
+        self.path = path
+        var db: OpaquePointer?
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        guard rc == SQLITE_OK, let db else {
+            let message = db.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "cannot open"
+            let code = db.map { sqlite3_extended_errcode($0) } ?? rc
+            sqlite3_close_v2(db)
+            throw .sqlite(SQLiteResultCode(rawValue: code), "cannot open the store at \(path): \(message)")
+        }
+        handle = db
+        sqlite3_extended_result_codes(db, 1)
+    }
+
+    deinit { close() }
+
+    /// Finalizes cached statements and closes (idempotent).
+    func close() {
+        cache.removeAll()
+        if let handle { sqlite3_close_v2(handle) }
+        handle = nil
+    }
+
+    func db() throws(StoreError) -> OpaquePointer {
+        guard let handle else { throw .closed("the store at \(path) is closed") }
+        return handle
+    }
+
+    /// The error for a failed call on this connection.
+    func error(_ rc: Int32, _ context: String) -> StoreError {
+        let code: Int32
+        let message: String
+        if let handle {
+            let ext = sqlite3_extended_errcode(handle)
+            code = (ext & 0xFF) == (rc & 0xFF) ? ext : rc
+            message = String(cString: sqlite3_errmsg(handle))
+        } else {
+            code = rc
+            message = sqlite3_errstr(rc).map { String(cString: $0) } ?? "error"
+        }
+        return .sqlite(SQLiteResultCode(rawValue: code), "\(context): \(message)")
+    }
+
+    func check(_ rc: Int32, _ context: @autoclosure () -> String) throws(StoreError) {
+        guard rc == SQLITE_OK else { throw error(rc, context()) }
+    }
+
+    /// The configured busy timeout (restored after no-wait operations).
+    private(set) var busyTimeoutMilliseconds: Int32 = 0
+
+    func busyTimeout(milliseconds: Int32) throws(StoreError) {
+        try check(sqlite3_busy_timeout(try db(), milliseconds), "busy_timeout")
+        busyTimeoutMilliseconds = milliseconds
+    }
+
+    func dbConfig(_ op: Int32, _ value: Int32) throws(StoreError) -> Int32 {
+        var result: Int32 = -1
+        try check(hearth_sqlite3_db_config_int(try db(), op, value, &result), "db_config(\(op))")
+        return result
+    }
+
+    /// Runs one or more statements without results.
+    func execute(_ sql: String) throws(StoreError) {
+        let rc = sqlite3_exec(try db(), sql, nil, nil, nil)
+        guard rc == SQLITE_OK else { throw error(rc, "executing \(sql.prefix(60))") }
+    }
+
+    /// A prepared statement, cached by SQL text when `cached`.
+    func prepare(_ sql: String, cached: Bool = true) throws(StoreError) -> Statement {
+        if cached, let statement = cache[sql] {
+            statement.reset()
+            return statement
+        }
+        var pointer: OpaquePointer?
+        let rc = sqlite3_prepare_v3(try db(), sql, -1, cached ? UInt32(SQLITE_PREPARE_PERSISTENT) : 0, &pointer, nil)
+        guard rc == SQLITE_OK, let pointer else {
+            sqlite3_finalize(pointer)
+            throw error(rc, "preparing \(sql.prefix(60))")
+        }
+        let statement = Statement(pointer, connection: self)
+        if cached { cache[sql] = statement }
+        return statement
+    }
+
+    /// First column of the first row as an integer (for PRAGMAs and counts).
+    func scalarInt(_ sql: String) throws(StoreError) -> Int64? {
+        let statement = try prepare(sql, cached: false)
+        guard try statement.step() else { return nil }
+        return statement.isNull(0) ? nil : statement.int64(0)
+    }
+
+    /// First column of the first row as text.
+    func scalarText(_ sql: String) throws(StoreError) -> String? {
+        let statement = try prepare(sql, cached: false)
+        guard try statement.step() else { return nil }
+        return statement.isNull(0) ? nil : statement.text(0)
+    }
+
+    var lastInsertRowID: Int64 { handle.map { sqlite3_last_insert_rowid($0) } ?? 0 }
+    var changes: Int { handle.map { Int(sqlite3_changes($0)) } ?? 0 }
+    var isInTransaction: Bool { handle.map { sqlite3_get_autocommit($0) == 0 } ?? false }
+
+    /// Runs `body` in a transaction (`BEGIN IMMEDIATE` for writers: the write lock is taken up
+    /// front, so a writer never fails half-way on lock upgrade). Any error rolls back.
+    func transaction<T>(immediate: Bool = true, _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+        try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED")
+        let result: T
+        do {
+            result = try body()
+        } catch {
+            rollback()
+            throw error
+        }
+        do {
+            try execute("COMMIT")
+        } catch {
+            rollback()
+            throw error
+        }
+        return result
+    }
+
+    /// Rolls back if a transaction is still open (SQLite may already have rolled back itself
+    /// after SQLITE_FULL or an I/O error).
+    func rollback() {
+        cache.values.forEach { $0.reset() }
+        if isInTransaction, let handle { sqlite3_exec(handle, "ROLLBACK", nil, nil, nil) }
+    }
+}
+
+/// One prepared statement. Binding indices start at 1, column indices at 0 (as in SQLite).
+final class Statement {
+    private let pointer: OpaquePointer
+    private unowned let connection: SQLiteConnection
+
+    init(_ pointer: OpaquePointer, connection: SQLiteConnection) {
+        self.pointer = pointer
+        self.connection = connection
+    }
+
+    deinit { sqlite3_finalize(pointer) }
+
+    func reset() {
+        sqlite3_reset(pointer)
+        sqlite3_clear_bindings(pointer)
+    }
+
+    private func check(_ rc: Int32, _ index: Int32) throws(StoreError) {
+        guard rc == SQLITE_OK else { throw connection.error(rc, "binding parameter \(index)") }
+    }
+
+    func bind(_ index: Int32, _ value: Int64) throws(StoreError) {
+        try check(sqlite3_bind_int64(pointer, index, value), index)
+    }
+
+    func bind(_ index: Int32, _ value: Int64?) throws(StoreError) {
+        if let value { try bind(index, value) } else { try bindNull(index) }
+    }
+
+    func bind(_ index: Int32, _ value: Double) throws(StoreError) {
+        try check(sqlite3_bind_double(pointer, index, value), index)
+    }
+
+    func bind(_ index: Int32, _ value: Double?) throws(StoreError) {
+        if let value { try bind(index, value) } else { try bindNull(index) }
+    }
+
+    func bind(_ index: Int32, _ value: String) throws(StoreError) {
+        try check(sqlite3_bind_text(pointer, index, value, -1, hearth_sqlite3_transient()), index)
+    }
+
+    func bind(_ index: Int32, _ value: String?) throws(StoreError) {
+        if let value { try bind(index, value) } else { try bindNull(index) }
+    }
+
+    func bind(_ index: Int32, blob: [UInt8]) throws(StoreError) {
+        let rc = blob.withUnsafeBytes { raw -> Int32 in
+            // An empty buffer may have no base address, which SQLite would bind as NULL.
+            guard let base = raw.baseAddress, raw.count > 0 else { return sqlite3_bind_zeroblob(pointer, index, 0) }
+            return sqlite3_bind_blob64(pointer, index, base, sqlite3_uint64(raw.count), hearth_sqlite3_transient())
+        }
+        try check(rc, index)
+    }
+
+    func bindNull(_ index: Int32) throws(StoreError) {
+        try check(sqlite3_bind_null(pointer, index), index)
+    }
+
+    /// Advances; true when a row is available, false when done. Errors reset the statement.
+    func step() throws(StoreError) -> Bool {
+        let rc = sqlite3_step(pointer)
+        switch rc {
+        case SQLITE_ROW: return true
+        case SQLITE_DONE: return false
+        default:
+            let error = connection.error(rc, "executing \(sqlite3_sql(pointer).map { String(cString: $0).prefix(60) } ?? "")")
+            sqlite3_reset(pointer)
+            throw error
+        }
+    }
+
+    /// Steps to completion (statements without rows).
+    func run() throws(StoreError) {
+        while try step() {}
+    }
+
+    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(pointer, column) == SQLITE_NULL }
+    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(pointer, column) }
+    func double(_ column: Int32) -> Double { sqlite3_column_double(pointer, column) }
+
+    func text(_ column: Int32) -> String {
+        guard let bytes = sqlite3_column_text(pointer, column) else { return "" }
+        let count = Int(sqlite3_column_bytes(pointer, column))
+        return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
+    }
+
+    func blob(_ column: Int32) -> [UInt8] {
+        guard let raw = sqlite3_column_blob(pointer, column) else { return [] }
+        let count = Int(sqlite3_column_bytes(pointer, column))
+        return Array(UnsafeRawBufferPointer(start: raw, count: count))
+    }
+}

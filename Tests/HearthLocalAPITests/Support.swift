@@ -1,0 +1,277 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import HearthCore
+@testable import HearthLocalAPI
+import HearthTestSupport
+import Logging
+import NIOPosix
+import Synchronization
+
+/// A backend that records every call and answers with canned data.
+final class FakeBackend: LocalAPIBackend {
+    struct Calls {
+        var ingested: [[EventRecord]] = []
+        var recommendations: [(session: String, k: Int, exclude: [String])] = []
+        var ranks: [(session: String, candidates: [String])] = []
+        var erased = 0
+        var ingestStarted = 0
+    }
+
+    let calls = Mutex(Calls())
+    let ingestDelayMilliseconds: Int
+    let failWith: LocalAPIError?
+
+    init(ingestDelayMilliseconds: Int = 0, failWith: LocalAPIError? = nil) {
+        self.ingestDelayMilliseconds = ingestDelayMilliseconds
+        self.failWith = failWith
+    }
+
+    func ingest(_ events: [EventRecord]) async throws -> IngestResult {
+        calls.withLock { $0.ingestStarted += 1 }
+        if ingestDelayMilliseconds > 0 { try await Task.sleep(for: .milliseconds(ingestDelayMilliseconds)) }
+        if let failWith { throw failWith }
+        let total = calls.withLock { calls in
+            calls.ingested.append(events)
+            return calls.ingested.reduce(0) { $0 + $1.count }
+        }
+        return IngestResult(accepted: events.count, eventsTotal: Int64(total))
+    }
+
+    func recommendations(session: String, k: Int, exclude: [String]) async throws -> [RankedItem] {
+        calls.withLock { $0.recommendations.append((session, k, exclude)) }
+        return (0 ..< min(k, 3)).map { RankedItem(item: "item-\($0)", score: 1.5 - Double($0)) }
+    }
+
+    func rank(session: String, candidates: [String]) async throws -> [RankedItem] {
+        calls.withLock { $0.ranks.append((session, candidates)) }
+        return candidates.reversed().enumerated().map { RankedItem(item: $1, score: Double(-$0)) }
+    }
+
+    func status() async throws -> StatusReport {
+        StatusReport(
+            modelVersion: "7", kernel: "avx2", eventsTotal: 42, outboxPending: 1, lastUploadMilliseconds: nil,
+            privacy: PrivacySummary(epsilonSpent: 0.5, delta: 1e-6, epsilonBudget: 8), extra: ["retention": ["max_events": 100]]
+        )
+    }
+
+    func privacy() async throws -> PrivacyReport {
+        PrivacyReport(summary: PrivacySummary(epsilonSpent: 0.5, delta: 1e-6, epsilonBudget: 8), entries: [["round": 1, "epsilon": 0.5]])
+    }
+
+    func profile() async throws -> ProfileReport {
+        ProfileReport(topCategories: [WeightedLabel(name: "shoes", weight: 0.7)], topBrands: [WeightedLabel(name: "acme", weight: 0.3)])
+    }
+
+    func eraseAll() async throws -> EraseResult {
+        calls.withLock { $0.erased += 1 }
+        return EraseResult(eventsErased: 42)
+    }
+}
+
+/// Blocking socket work runs here, never on the (two-thread) cooperative pool the server's
+/// backend calls need.
+let clientThreads: NIOThreadPool = {
+    let pool = NIOThreadPool(numberOfThreads: 8)
+    pool.start()
+    return pool
+}()
+
+struct ClientError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// A parsed HTTP response.
+struct RawResponse: Sendable {
+    var status: Int
+    var headers: [(String, String)]
+    var body: [UInt8]
+
+    func header(_ name: String) -> String? {
+        headers.first { $0.0.lowercased() == name.lowercased() }?.1
+    }
+
+    var json: JSONValue? { try? JSONParser(maxDepth: 64).parse(body) }
+    var object: [String: JSONValue] { json?.objectValue ?? [:] }
+    var errorField: String? { object["field"]?.stringValue }
+}
+
+/// A raw Unix-socket client: plain socket/connect/send/recv so tests can send any bytes.
+final class RawClient: @unchecked Sendable {
+    let fd: CInt
+    private var pending: [UInt8] = []
+
+    /// Connects to `path`; reads time out after `timeoutSeconds`.
+    init(path: String, timeoutSeconds: Int = 5) throws {
+        fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ClientError(description: "socket failed") }
+        var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, byte) in bytes.enumerated() where i < raw.count - 1 { raw[i] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
+        }
+        guard result == 0 else {
+            let message = String(cString: strerror(errno))
+            close(fd)
+            throw ClientError(description: "connect to \(path) failed: \(message)")
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends everything it can; returns false if the peer closed (EPIPE/ECONNRESET).
+    @discardableResult
+    func send(_ bytes: [UInt8]) -> Bool {
+        var offset = 0
+        while offset < bytes.count {
+            let sent = bytes[offset...].withUnsafeBytes { raw in
+                Glibc.send(fd, raw.baseAddress, raw.count, CInt(MSG_NOSIGNAL))
+            }
+            if sent <= 0 { return false }
+            offset += sent
+        }
+        return true
+    }
+
+    @discardableResult
+    func send(_ text: String) -> Bool { send(Array(text.utf8)) }
+
+    /// Reads more bytes: nil at EOF or reset, throws on timeout.
+    private func readMore() throws -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        if count > 0 { return Array(buffer[0 ..< count]) }
+        if count == 0 { return nil }
+        if errno == EAGAIN || errno == EWOULDBLOCK { throw ClientError(description: "read timed out") }
+        return nil  // ECONNRESET and friends: treat as closed
+    }
+
+    /// Reads one response (Content-Length framed).
+    func readResponse() throws -> RawResponse {
+        var headerEnd: Int?
+        while headerEnd == nil {
+            if let index = Self.find([13, 10, 13, 10], in: pending) {
+                headerEnd = index
+                break
+            }
+            guard let more = try readMore() else { throw ClientError(description: "connection closed before a response") }
+            pending += more
+        }
+        guard let headerEnd else { throw ClientError(description: "unreachable") }
+        let headText = String(decoding: pending[0 ..< headerEnd], as: UTF8.self)
+        var lines = headText.split(separator: "\r\n", omittingEmptySubsequences: false).map(String.init)
+        let statusLine = lines.removeFirst().split(separator: " ")
+        guard statusLine.count >= 2, let status = Int(statusLine[1]) else { throw ClientError(description: "bad status line") }
+        let headers = lines.compactMap { line -> (String, String)? in
+            guard let colon = line.firstIndex(of: ":") else { return nil }
+            return (String(line[..<colon]), line[line.index(after: colon)...].trimmingPrefix(" ").description)
+        }
+        pending.removeFirst(headerEnd + 4)
+        let length = headers.first { $0.0.lowercased() == "content-length" }.flatMap { Int($0.1) } ?? 0
+        while pending.count < length {
+            guard let more = try readMore() else { throw ClientError(description: "connection closed mid-body") }
+            pending += more
+        }
+        let body = Array(pending[0 ..< length])
+        pending.removeFirst(length)
+        return RawResponse(status: status, headers: headers, body: body)
+    }
+
+    /// True if the server closes the connection (EOF or reset) before the read timeout.
+    func waitForClose() -> Bool {
+        while true {
+            do {
+                guard try readMore() != nil else { return true }
+            } catch {
+                return false
+            }
+        }
+    }
+
+    static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for i in 0 ... (haystack.count - needle.count) where haystack[i ..< i + needle.count].elementsEqual(needle) {
+            return i
+        }
+        return nil
+    }
+}
+
+/// Runs blocking client code on the client threads.
+func offload<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await clientThreads.runIfActive(body)
+}
+
+/// One request on a fresh connection.
+func request(_ path: String, _ method: String, _ target: String, body: [UInt8]? = nil, extraHeaders: String = "") async throws -> RawResponse {
+    try await offload {
+        let client = try RawClient(path: path)
+        var head = "\(method) \(target) HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\(extraHeaders)"
+        if let body { head += "Content-Length: \(body.count)\r\nContent-Type: application/json\r\n" }
+        client.send(Array((head + "\r\n").utf8) + (body ?? []))
+        return try client.readResponse()
+    }
+}
+
+func request(_ path: String, _ method: String, _ target: String, json: String) async throws -> RawResponse {
+    try await request(path, method, target, body: Array(json.utf8))
+}
+
+/// A fresh short temporary directory (async variant of `withTemporaryDirectory`).
+func withTemporaryDirectoryAsync<T>(_ body: (String) async throws -> T) async throws -> T {
+    var template = Array("/tmp/hla-XXXXXX".utf8CString)
+    let created = template.withUnsafeMutableBufferPointer { buffer -> Bool in
+        guard let base = buffer.baseAddress else { return false }
+        return mkdtemp(base) != nil
+    }
+    guard created else { throw ClientError(description: "mkdtemp failed") }
+    let path = template.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
+    defer { removeTree(path) }
+    return try await body(path)
+}
+
+let quietLogger = Logger(label: "hearth.agent.api.test") { _ in SwiftLogNoOpLogHandler() }
+
+/// Starts a server on a socket in a temporary directory, runs `body`, then cancels the server
+/// and waits for it to stop.
+func withServer(
+    limits: LocalAPILimits = LocalAPILimits(), backend: FakeBackend = FakeBackend(),
+    _ body: (_ socketPath: String, _ backend: FakeBackend, _ server: LocalAPIServer) async throws -> Void
+) async throws {
+    try await withTemporaryDirectoryAsync { directory in
+        let path = directory + "/api.sock"
+        let server = LocalAPIServer(
+            configuration: LocalAPIConfiguration(listener: .unixSocket(path: path), limits: limits),
+            backend: backend, logger: quietLogger
+        )
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await server.run() }
+            do {
+                try await server.waitUntilListening()
+                try await body(path, backend, server)
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            group.cancelAll()
+            try await group.waitForAll()
+        }
+    }
+}
+
+func event(item: String = "sku-1", kind: String = "view", session: String = "s-1", quantity: String? = nil, timestamp: String = "1700000000000") -> String {
+    var fields = [#""item": "\#(item)""#, #""kind": "\#(kind)""#, #""session": "\#(session)""#, #""timestamp_ms": \#(timestamp)"#]
+    if let quantity { fields.append(#""quantity": \#(quantity)"#) }
+    return "{" + fields.joined(separator: ", ") + "}"
+}
+
+func batch(_ events: [String]) -> String { #"{"events": ["# + events.joined(separator: ",") + "]}" }
