@@ -19,6 +19,7 @@ let package = Package(
         .executable(name: "hearth-bench", targets: ["hearth-bench"]),
         .executable(name: "hearth-demo", targets: ["hearth-demo"]),
         .executable(name: "hearthctl", targets: ["hearthctl"]),
+        .executable(name: "hearth-agent", targets: ["hearth-agent"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -61,8 +62,32 @@ let package = Package(
         ),
         .target(name: "HearthSystemd"),
         .target(name: "HearthConfig"),
-        .target(name: "HearthAgent", dependencies: ["HearthCore", "HearthPrivacy", "HearthConfig", "HearthSystemd"]),
-        .testTarget(name: "HearthAgentTests", dependencies: ["HearthAgent", "HearthTestSupport"]),
+        .target(
+            name: "HearthAgent",
+            dependencies: [
+                "HearthCore", "HearthPrivacy", "HearthConfig", "HearthSystemd",
+                "HearthStore", "HearthLocalAPI", "HearthUploader",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "HearthAgentTests",
+            dependencies: [
+                // The end-to-end tests spawn the built `hearth-agent`; depending on it builds it first.
+                "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "hearth-agent",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .executableTarget(
+            name: "hearth-agent",
+            dependencies: [
+                "HearthAgent", "HearthConfig", "HearthLocalAPI", "HearthSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .testTarget(name: "HearthConfigTests", dependencies: ["HearthConfig"]),
         .testTarget(name: "HearthSystemdTests", dependencies: ["HearthSystemd"]),
         .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
@@ -85,8 +110,17 @@ let package = Package(
         .executableTarget(
             name: "hearthctl",
             dependencies: [
-                "HearthPrivacy",
+                "HearthPrivacy", "HearthControl",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(name: "HearthControl", dependencies: ["HearthCore", "HearthUploader", "HearthLocalAPI"]),
+        .testTarget(
+            name: "HearthControlTests",
+            dependencies: [
+                "HearthControl", "HearthLocalAPI", "HearthCore", "HearthTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "HearthPrivacyTests", dependencies: ["HearthPrivacy"]),

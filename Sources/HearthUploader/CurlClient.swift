@@ -54,7 +54,8 @@ public struct HTTPField: Sendable, Hashable {
 
 /// An HTTP request for `CurlClient`.
 public struct HTTPRequest: Sendable {
-    public enum Method: Sendable, Hashable { case get, post }
+    /// The request method. `delete` sends no body (`CURLOPT_CUSTOMREQUEST`).
+    public enum Method: Sendable, Hashable { case get, post, delete }
     /// Where the response body goes.
     public enum BodyDestination: Sendable, Hashable {
         /// Collected in `HTTPResponse.body`.
@@ -121,13 +122,18 @@ public struct CurlClient: Sendable {
         public var timeoutMilliseconds: Int
         /// The `User-Agent` header.
         public var userAgent: String
+        /// Connect to this Unix domain socket instead of the URL's host and port
+        /// (`CURLOPT_UNIX_SOCKET_PATH`); the URL's host is then only sent as `Host`. nil = TCP.
+        public var unixSocketPath: String?
 
         public init(caFile: String? = nil, connectTimeoutMilliseconds: Int = 10_000,
-                    timeoutMilliseconds: Int = 60_000, userAgent: String = "hearth-agent") {
+                    timeoutMilliseconds: Int = 60_000, userAgent: String = "hearth-agent",
+                    unixSocketPath: String? = nil) {
             self.caFile = caFile
             self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
             self.timeoutMilliseconds = timeoutMilliseconds
             self.userAgent = userAgent
+            self.unixSocketPath = unixSocketPath
         }
     }
 
@@ -191,6 +197,9 @@ public struct CurlClient: Sendable {
         if let caFile = configuration.caFile {
             set(hearth_curl_setopt_string(handle, CURLOPT_CAINFO, caFile))
         }
+        if let unixSocketPath = configuration.unixSocketPath {
+            set(hearth_curl_setopt_string(handle, CURLOPT_UNIX_SOCKET_PATH, unixSocketPath))
+        }
         set(hearth_curl_setopt_string(handle, CURLOPT_USERAGENT, configuration.userAgent))
         set(hearth_curl_setopt_slist(handle, CURLOPT_HTTPHEADER, list))
         set(hearth_curl_setopt_io_callback(handle, CURLOPT_WRITEFUNCTION, curlWriteCallback))
@@ -204,6 +213,9 @@ public struct CurlClient: Sendable {
         case .post:
             set(hearth_curl_setopt_long(handle, CURLOPT_POST, 1))
             set(hearth_curl_setopt_off_t(handle, CURLOPT_POSTFIELDSIZE_LARGE, curl_off_t(request.body.count)))
+        case .delete:
+            set(hearth_curl_setopt_long(handle, CURLOPT_HTTPGET, 1))
+            set(hearth_curl_setopt_string(handle, CURLOPT_CUSTOMREQUEST, "DELETE"))
         }
         guard setupError == CURLE_OK else { return .failure(.transport(CurlCode(setupError))) }
 

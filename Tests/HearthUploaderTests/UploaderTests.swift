@@ -115,14 +115,18 @@ struct UpdateUploaderTests {
         #expect(server.requests.count == before)
     }
 
-    @Test("connection refused → retryLater, quickly")
+    @Test("connection refused → retryLater, without waiting for the connect timeout")
     func connectionRefused() async throws {
         let port = try TestHTTPServer.deadPort()
         let (bytes, key) = try sampleEnvelope()
-        let uploader = UpdateUploader(baseURL: "http://127.0.0.1:\(port)", client: fastClient(), logger: testLogger)
+        // A 60 s connect timeout: finishing well before it shows the refusal itself ended the
+        // attempt (the error kind below says so exactly); wall time is only a coarse guard, since
+        // a loaded CI machine can take seconds to schedule the transfer thread.
+        let patient = CurlClient(configuration: .init(connectTimeoutMilliseconds: 60_000, timeoutMilliseconds: 60_000))
+        let uploader = UpdateUploader(baseURL: "http://127.0.0.1:\(port)", client: patient, logger: testLogger)
         let start = monotonicMilliseconds()
         #expect(await uploader.upload(bytes, idempotencyKey: key, deviceCredential: "c") == .retryLater(after: nil))
-        #expect(monotonicMilliseconds() - start < 1_000)
+        #expect(monotonicMilliseconds() - start < 30_000)
         do throws(UploaderError) {
             _ = try await fastClient().perform(HTTPRequest(method: .get, url: "http://127.0.0.1:\(port)/"))
             Issue.record("expected a transport error")
@@ -142,7 +146,8 @@ struct UpdateUploaderTests {
         let start = monotonicMilliseconds()
         #expect(await uploader.upload(bytes, idempotencyKey: key, deviceCredential: "c") == .retryLater(after: nil))
         let elapsed = monotonicMilliseconds() - start
-        #expect(elapsed >= 250 && elapsed < 2_000, "took \(elapsed) ms")
+        // At least the timeout; the upper bound only guards against hanging (CI may be loaded).
+        #expect(elapsed >= 250 && elapsed < 30_000, "took \(elapsed) ms")
         do throws(UploaderError) {
             _ = try await fastClient(timeoutMilliseconds: 300).perform(HTTPRequest(method: .get, url: server.baseURL))
             Issue.record("expected a timeout")

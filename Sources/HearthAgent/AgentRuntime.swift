@@ -1,0 +1,492 @@
+import HearthConfig
+import HearthCore
+import HearthLocalAPI
+import HearthPrivacy
+import HearthStore
+import HearthUploader
+import Logging
+
+/// The agent's state and the backend of the local API.
+///
+/// The runtime is the single writer of the device store: every event, ledger entry, outbox
+/// item and local-state value goes through this actor. Serving (`recommendations`, `rank`)
+/// reads the current model held here; a training round trains on a detached task so serving is
+/// never blocked by it, and only comes back to the actor to record its result.
+public actor AgentRuntime: LocalAPIBackend {
+    /// Local-state key: the highest event sequence already used by a training round.
+    public static let lastTrainedSequenceKey = "last_trained_sequence"
+    /// The store file inside the state directory.
+    public static let databaseFileName = "hearth.db"
+
+    private let configuration: AgentConfiguration
+    private let logger: Logger
+    private let store: DeviceStore
+    private let kernel: ScoringKernel
+    private var model: Model?
+    private var embedding: [Float]?
+    private var ledger: PrivacyLedger
+    private var lastDecision: String?
+    private var lastRound: [String: JSONValue] = [:]
+    private var lastRetention: [String: JSONValue] = [:]
+    private var training = false
+    /// Bumped by `eraseAll`, so a round that was training during an erasure drops its result.
+    private var erasures = 0
+    /// Stable small ids for outbox items, for the uploader's `UploadOutbox` protocol.
+    private var outboxIDs: [String: Int64] = [:]
+    private var outboxKeys: [Int64: String] = [:]
+    private var nextOutboxID: Int64 = 1
+
+    /// Where models live: `<state>/models` (`current.hrth`, `previous.hrth`).
+    public nonisolated let modelDirectory: String
+
+    /// Opens (or creates) the store under `configuration.stateDirectory`, loads
+    /// `models/current.hrth` if present, picks the kernel and rebuilds the ledger.
+    public init(configuration: AgentConfiguration, logger: Logger) throws(AgentError) {
+        self.configuration = configuration
+        self.logger = logger
+        let state = configuration.stateDirectory
+        modelDirectory = state + "/models"
+        try FileSupport.makeDirectories(modelDirectory)
+
+        do throws(CoreError) {
+            kernel = configuration.kernel == "auto"
+                ? try ScoringKernel.select(override: ScoringKernel.environmentOverride)
+                : try ScoringKernel.named(configuration.kernel)
+        } catch {
+            throw .startup("model.kernel: \(error.message)")
+        }
+
+        let policy = RetentionPolicy(
+            maxAgeMilliseconds: Int64(configuration.maxEventAgeDays) * 86_400_000,
+            maxEvents: configuration.maxEvents,
+            maxDatabaseBytes: Int64(configuration.maxDatabaseMegabytes) * 1024 * 1024)
+        do throws(StoreError) {
+            store = try DeviceStore(path: state + "/" + AgentRuntime.databaseFileName,
+                                    options: StoreOptions(retention: policy))
+        } catch {
+            throw .startup("cannot open the event store: \(error.message)")
+        }
+
+        let entries: [LedgerEntry]
+        do throws(StoreError) {
+            entries = try store.ledgerEntries()
+            embedding = try store.floats(LocalStateKey.deviceEmbedding)
+        } catch {
+            throw .startup("cannot read the store: \(error.message)")
+        }
+        do throws(PrivacyError) {
+            ledger = try PrivacyLedger(delta: configuration.delta, epsilonBudget: configuration.epsilonBudget, entries: entries)
+        } catch {
+            throw .startup("cannot rebuild the privacy ledger: \(error.message)")
+        }
+
+        if let bytes = try FileSupport.read(modelDirectory + "/" + ModelFetcher.currentFileName) {
+            do throws(CoreError) {
+                model = try ModelFile.decode(bytes)
+            } catch {
+                // A corrupt file is reported and not served; the fetcher can replace it.
+                logger.error("current model does not decode; serving without a model", metadata: ["error": "\(error.message)"])
+                model = nil
+            }
+        } else {
+            model = nil
+        }
+        let versionText = model.map { String($0.version) } ?? "none"
+        let ledgerCount = ledger.entries.count
+        logger.info("runtime ready", metadata: [
+            "kernel": "\(kernel.name)", "model_version": "\(versionText)", "ledger_entries": "\(ledgerCount)",
+        ])
+    }
+
+    // MARK: - Local API
+
+    public func ingest(_ events: [EventRecord]) async throws -> IngestResult {
+        let result = try mapStoreError { () throws(StoreError) in try store.append(events) }
+        return IngestResult(accepted: result.count)
+    }
+
+    public func recommendations(session: String, k: Int, exclude: [String]) async throws -> [RankedItem] {
+        guard let model else { throw LocalAPIError.serviceUnavailable("no model yet") }
+        let (state, purchased) = try localState(session: session, model: model)
+        var exclusions = ExclusionSet(itemCount: model.catalog.count, items: purchased)
+        for id in exclude {
+            if let index = model.catalog.index(of: id) { exclusions.insert(index) }
+        }
+        let ranked = try model.recommend(state: state, k: k, excluding: exclusions, kernel: kernel)
+        return ranked.map { RankedItem(item: model.catalog.ids[Int($0.item)], score: Double($0.score)) }
+    }
+
+    public func rank(session: String, candidates: [String]) async throws -> [RankedItem] {
+        guard let model else { throw LocalAPIError.serviceUnavailable("no model yet") }
+        let (state, _) = try localState(session: session, model: model)
+        // Unknown ids are dropped (the model has no score for them).
+        let indices = candidates.compactMap { model.catalog.index(of: $0) }
+        let ranked = try model.rank(state: state, candidates: indices)
+        return ranked.map { RankedItem(item: model.catalog.ids[Int($0.item)], score: Double($0.score)) }
+    }
+
+    public func status() async throws -> StatusReport {
+        let now = unixMilliseconds()
+        let (totals, pending, delivery, retention) = try mapStoreError { () throws(StoreError) in
+            (try store.totals(), try store.pendingCount(), try store.lastDelivery(), try store.retentionState(now: now))
+        }
+        var extra: [String: JSONValue] = [
+            "retention": [
+                "events": .int(retention.events),
+                "database_bytes": .integer(retention.databaseBytes),
+                "free_bytes": .integer(retention.freeBytes),
+                "exceeded": .array(retention.exceeded.map { .string($0.rawValue) }),
+                "max_events": .int(configuration.maxEvents),
+                "max_event_age_days": .int(configuration.maxEventAgeDays),
+                "max_database_mb": .int(configuration.maxDatabaseMegabytes),
+            ],
+            "training": [
+                "last_decision": .optional(lastDecision),
+                "in_progress": .bool(training),
+                "last_trained_sequence": .integer(Int64(clamping: lastTrainedSequence())),
+            ],
+        ]
+        if !lastRound.isEmpty { extra["last_round"] = .object(lastRound) }
+        if !lastRetention.isEmpty { extra["last_retention"] = .object(lastRetention) }
+        return StatusReport(
+            modelVersion: model.map { String($0.version) }, kernel: kernel.name,
+            eventsTotal: Int64(totals.eventsTotal), outboxPending: pending,
+            lastUploadMilliseconds: delivery?.deliveredMilliseconds, privacy: privacySummary(), extra: extra)
+    }
+
+    public func privacy() async throws -> PrivacyReport {
+        let entries: [JSONValue] = ledger.entries.map { entry in
+            [
+                "round": .int(entry.round),
+                "mechanism": .string(entry.mechanism.name),
+                "noise_multiplier": .double(entry.noiseMultiplier),
+                "sampling_rate": entry.samplingRate.map { JSONValue.double($0) } ?? .null,
+                "clip_norm": .double(entry.clipNorm),
+                "mode": .string(entry.mode.name),
+                "unit": .string(entry.unit.name),
+                "participated": .bool(entry.participated),
+            ]
+        }
+        return PrivacyReport(summary: privacySummary(), entries: entries)
+    }
+
+    public func profile() async throws -> ProfileReport {
+        guard let model else { throw LocalAPIError.serviceUnavailable("no model yet") }
+        let records = try mapStoreError { () throws(StoreError) in try recentRecords(limit: 1_000) }
+        let profile = InterestProfile(records: records, catalog: model.catalog)
+        return ProfileReport(
+            topCategories: profile.categories.map { WeightedLabel(name: $0.name, weight: Double($0.weight)) },
+            topBrands: profile.brands.map { WeightedLabel(name: $0.name, weight: Double($0.weight)) },
+            extra: ["events": .int(profile.events)])
+    }
+
+    public func eraseAll() async throws -> EraseResult {
+        let report = try mapStoreError { () throws(StoreError) in try store.eraseAll() }
+        embedding = nil
+        erasures += 1
+        outboxIDs = [:]
+        outboxKeys = [:]
+        logger.notice("all events and local state erased", metadata: ["events": "\(report.events)", "outbox": "\(report.outbox)"])
+        return EraseResult(eventsErased: Int64(report.events))
+    }
+
+    // MARK: - Model
+
+    /// Serves `newModel` from now on (the fetcher has already installed its file).
+    public func swapModel(_ newModel: Model) {
+        let old = model?.version
+        model = newModel
+        logger.info("serving a new model", metadata: ["version": "\(newModel.version)", "previous": "\(old.map { String($0) } ?? "none")"])
+    }
+
+    /// The version of the served model, if any.
+    public var modelVersion: UInt64? { model?.version }
+
+    // MARK: - Training
+
+    /// What `trainRound` did.
+    public enum RoundOutcome: Sendable, Equatable {
+        /// An update was recorded in the ledger and queued for upload.
+        case queued(idempotencyKey: String, events: Int, epsilonAfter: Double)
+        /// Nothing to do (no model, no new events, a round already running).
+        case skipped(String)
+        /// The privacy budget refuses another upload.
+        case refused(String)
+    }
+
+    /// Events logged since the last round.
+    public func newEventCount() throws(AgentError) -> Int {
+        do throws(StoreError) {
+            let totals = try store.totals()
+            guard let last = totals.lastSequence else { return 0 }
+            let since = last - Int64(clamping: lastTrainedSequence())
+            return since <= 0 ? 0 : min(Int(since), totals.eventsTotal)
+        } catch {
+            throw .training("cannot read the event log: \(error.message)")
+        }
+    }
+
+    /// Records the scheduler's latest decision (shown in status).
+    public func noteDecision(_ text: String) { lastDecision = text }
+
+    /// One training round: train on the events since the last round (off the actor), clip and
+    /// noise the dense update, and record ledger entry + outbox item in one transaction.
+    /// The served model is not changed; only the device embedding is.
+    public func trainRound(now: Int64) async throws(AgentError) -> RoundOutcome {
+        guard let model else { return .skipped("no model yet") }
+        guard !training else { return .skipped("a round is already running") }
+        let privacy = try privacyConfiguration()
+        let entry = LedgerEntry(round: Int(clamping: model.version), noiseMultiplier: configuration.noiseMultiplier,
+                                samplingRate: nil, clipNorm: configuration.clipNorm, mode: privacy.mode,
+                                unit: privacy.unit, participated: true)
+        let decision = ledger.canSpend(entry)
+        guard case .allowed = decision else {
+            let reason: String
+            if case .refused(let why, _) = decision { reason = why } else { reason = "refused" }
+            lastDecision = "refused: " + reason
+            logger.warning("training round refused by the privacy ledger", metadata: ["reason": "\(reason)"])
+            return .refused(reason)
+        }
+        let since = lastTrainedSequence()
+        let stored: [StoredEvent]
+        do throws(StoreError) {
+            stored = try store.events(after: Int64(clamping: since), limit: AgentRuntime.maxEventsPerRound)
+        } catch {
+            throw .training("cannot read the event log: \(error.message)")
+        }
+        guard let lastSequence = stored.last?.sequence else { return .skipped("no new events") }
+
+        training = true
+        defer { training = false }
+        let generation = erasures
+        let records = stored.map(\.record)
+        let local = embedding ?? []
+        let trainer = Trainer(configuration: TrainingConfiguration(
+            learningRate: Float(configuration.learningRate), historyLength: configuration.historyLength))
+        let rounds = DeviceTraining(trainer: trainer, epochs: configuration.epochs)
+        let started = unixMilliseconds()
+        let work = Task.detached(priority: .background) { () throws -> TrainedUpdate in
+            var rng = SystemRandomNumberGenerator()
+            let result = rounds.run(model: model, records: records, local: local, using: &rng)
+            let privatizer = try UpdatePrivatizer(configuration: privacy, dimension: result.update.count)
+            let sessions = privacy.unit == .session
+                ? Array(result.sessionUpdates.suffix(privacy.maxSessionsPerUpdate)) : [result.update]
+            let update = try privatizer.privatize(sessions: sessions.isEmpty ? [result.update] : sessions, using: &rng)
+            let key = IdempotencyKey(using: &rng)
+            let envelope = UpdateEnvelope(update: update, configuration: privacy, modelVersion: model.version,
+                                          samplingRate: 1, idempotencyKey: key)
+            return TrainedUpdate(payload: try envelope.encode(), key: key.hex, local: result.local,
+                                 eventsUsed: result.eventsUsed, saturated: update.saturatedCoordinates)
+        }
+        let trained: TrainedUpdate
+        do {
+            trained = try await work.value
+        } catch {
+            throw .training("training round failed: \(error)")
+        }
+        guard generation == erasures else { return .skipped("the data was erased during the round") }
+
+        do throws(StoreError) {
+            try store.appendLedgerEntry(entry, enqueueing: trained.payload, idempotencyKey: trained.key,
+                                        modelVersion: model.version, createdAt: now)
+            try store.putFloats(LocalStateKey.deviceEmbedding, trained.local, now: now)
+            try store.putUInt64(AgentRuntime.lastTrainedSequenceKey, UInt64(lastSequence), now: now)
+        } catch {
+            throw .training("cannot record the round: \(error.message)")
+        }
+        do throws(PrivacyError) {
+            try ledger.record(entry)
+        } catch {
+            // The store holds the truth; rebuild from it.
+            if let entries = try? store.ledgerEntries(),
+               let rebuilt = try? PrivacyLedger(delta: configuration.delta, epsilonBudget: configuration.epsilonBudget, entries: entries) {
+                ledger = rebuilt
+            }
+        }
+        embedding = trained.local
+        let epsilon = ledger.epsilonSpent
+        lastRound = [
+            "finished": .integer(unixMilliseconds()), "duration_ms": .integer(unixMilliseconds() - started),
+            "events": .int(records.count), "events_used": .int(trained.eventsUsed),
+            "saturated_coordinates": .int(trained.saturated), "model_version": .string(String(model.version)),
+        ]
+        logger.info("training round queued an update", metadata: [
+            "events": "\(records.count)", "used": "\(trained.eventsUsed)", "epsilon_spent": "\(epsilon)",
+            "idempotency_key": "\(trained.key)",
+        ])
+        return .queued(idempotencyKey: trained.key, events: records.count, epsilonAfter: epsilon)
+    }
+
+    /// The most events one round trains on (bounds its time and memory).
+    public static let maxEventsPerRound = 20_000
+
+    // MARK: - Retention
+
+    /// Applies the retention caps; returns the number of events deleted.
+    @discardableResult
+    public func enforceRetention(now: Int64) throws(AgentError) -> Int {
+        do throws(StoreError) {
+            let report = try store.enforceRetention(now: now)
+            lastRetention = [
+                "at": .integer(now), "deleted": .int(report.deleted), "remaining": .int(report.remainingEvents),
+                "within_policy": .bool(report.withinPolicy),
+            ]
+            if report.deleted > 0 {
+                logger.info("retention deleted old events", metadata: ["deleted": "\(report.deleted)", "remaining": "\(report.remainingEvents)"])
+            }
+            return report.deleted
+        } catch {
+            throw .training("retention failed: \(error.message)")
+        }
+    }
+
+    // MARK: - Outbox (for the uploader)
+
+    /// Outbox items due now, with stable ids for this process.
+    func dueOutbox(limit: Int) throws(StoreError) -> [OutboxEntry] {
+        let items = try store.due(now: unixMilliseconds(), limit: limit)
+        var entries: [OutboxEntry] = []
+        for item in items {
+            guard let key = try? IdempotencyKey(hex: item.idempotencyKey) else {
+                logger.error("outbox item with a malformed idempotency key skipped", metadata: ["key": "\(item.idempotencyKey)"])
+                continue
+            }
+            entries.append(OutboxEntry(id: outboxID(item.idempotencyKey), idempotencyKey: key, body: item.payload, attempts: item.attempts))
+        }
+        return entries
+    }
+
+    /// Records a failed upload attempt with the retry time chosen by `backoff`.
+    func recordUploadAttempt(id: Int64, outcome: UploadOutcome, backoff: Backoff) throws(StoreError) {
+        guard let key = outboxKeys[id] else { return }
+        let attempts = (try store.pending(limit: 10_000).first { $0.idempotencyKey == key }?.attempts) ?? 0
+        var rng = SystemRandomNumberGenerator()
+        var retryAfter: Duration?
+        var error: String
+        switch outcome {
+        case .retryLater(let after):
+            retryAfter = after
+            error = "retry later"
+        case .rejected(let status, let reason):
+            error = "rejected \(status): \(reason)"
+        case .accepted, .duplicate:
+            return
+        }
+        let delay = backoff.delay(attempt: attempts, retryAfter: retryAfter, using: &rng)
+        let now = unixMilliseconds()
+        let (seconds, attoseconds) = delay.components
+        let delayMilliseconds = seconds * 1000 + attoseconds / 1_000_000_000_000_000
+        try store.recordAttempt(idempotencyKey: key, at: now, nextAttemptAt: now + delayMilliseconds, error: error)
+    }
+
+    /// The server acknowledged the upload.
+    func markUploaded(id: Int64) throws(StoreError) {
+        guard let key = outboxKeys[id] else { return }
+        try store.markDelivered(idempotencyKey: key, at: unixMilliseconds())
+        outboxKeys[id] = nil
+        outboxIDs[key] = nil
+    }
+
+    // MARK: - Private
+
+    private struct TrainedUpdate: Sendable {
+        var payload: [UInt8]
+        var key: String
+        var local: [Float]
+        var eventsUsed: Int
+        var saturated: Int
+    }
+
+    private func outboxID(_ key: String) -> Int64 {
+        if let id = outboxIDs[key] { return id }
+        let id = nextOutboxID
+        nextOutboxID += 1
+        outboxIDs[key] = id
+        outboxKeys[id] = key
+        return id
+    }
+
+    private func privacyConfiguration() throws(AgentError) -> PrivacyConfiguration {
+        let mode: UpdateMode = configuration.privacyMode == "central" ? .central : .local
+        let unit: PrivacyUnit = configuration.privacyUnit == "session" ? .session : .device
+        return PrivacyConfiguration(clipNorm: configuration.clipNorm, noiseMultiplier: configuration.noiseMultiplier,
+                                    bitWidth: configuration.bitWidth, mode: mode, unit: unit,
+                                    maxSessionsPerUpdate: unit == .session ? 16 : 1)
+    }
+
+    private func lastTrainedSequence() -> UInt64 {
+        (try? store.uint64(AgentRuntime.lastTrainedSequenceKey)) ?? 0
+    }
+
+    private func privacySummary() -> PrivacySummary {
+        PrivacySummary(epsilonSpent: ledger.epsilonSpent, delta: ledger.delta, epsilonBudget: ledger.epsilonBudget)
+    }
+
+    /// The serving query state of `session` and the items purchased in it.
+    private func localState(session: String, model: Model) throws -> (LocalState, [Int32]) {
+        let dimension = model.parameters.dimension
+        let stored = try mapStoreError { () throws(StoreError) in
+            try store.recentEvents(session: session, limit: max(configuration.historyLength, 1_000))
+        }
+        var state = LocalState(dimension: dimension, capacity: configuration.historyLength)
+        if let embedding, embedding.count == dimension { state.embedding = embedding }
+        var purchased: [Int32] = []
+        for event in stored {
+            guard let index = model.catalog.index(of: event.record.item) else { continue }
+            if event.record.kind == .purchase { purchased.append(index) }
+        }
+        for event in stored.suffix(configuration.historyLength) {
+            guard let index = model.catalog.index(of: event.record.item) else { continue }
+            state.observe(Event(item: index, kind: event.record.kind, session: DeviceTraining.sessionKey(session),
+                                timestamp: event.record.timestampMilliseconds / 1000))
+        }
+        return (state, purchased)
+    }
+
+    /// The last `limit` events of the whole log, oldest first.
+    private func recentRecords(limit: Int) throws(StoreError) -> [EventRecord] {
+        let totals = try store.totals()
+        guard let last = totals.lastSequence else { return [] }
+        return try store.events(after: max(0, last - Int64(limit)), limit: limit).map(\.record)
+    }
+
+    /// Store errors as API errors: a full disk is 507, anything else 503.
+    private func mapStoreError<T>(_ body: () throws(StoreError) -> T) throws(LocalAPIError) -> T {
+        do {
+            return try body()
+        } catch {
+            if error.resultCode?.primary == .full {
+                throw .insufficientStorage("the disk is full: \(error.message)")
+            }
+            if error.resultCode == nil {
+                throw .badRequest(error.message)
+            }
+            logger.error("store error", metadata: ["error": "\(error.message)"])
+            throw .serviceUnavailable("event store unavailable")
+        }
+    }
+}
+
+/// The runtime's outbox as the uploader sees it.
+public struct RuntimeOutbox: UploadOutbox {
+    let runtime: AgentRuntime
+    let backoff: Backoff
+
+    /// The outbox of `runtime`, retrying failed uploads after `backoff`.
+    public init(runtime: AgentRuntime, backoff: Backoff = Backoff()) {
+        self.runtime = runtime
+        self.backoff = backoff
+    }
+
+    public func pending(limit: Int) async throws -> [OutboxEntry] {
+        try await runtime.dueOutbox(limit: limit)
+    }
+
+    public func recordAttempt(id: Int64, outcome: UploadOutcome) async throws {
+        try await runtime.recordUploadAttempt(id: id, outcome: outcome, backoff: backoff)
+    }
+
+    public func markDelivered(id: Int64) async throws {
+        try await runtime.markUploaded(id: id)
+    }
+}

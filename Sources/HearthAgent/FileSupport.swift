@@ -1,0 +1,85 @@
+#if canImport(Glibc)
+import Glibc
+
+private let posixRead = Glibc.read
+#elseif canImport(Darwin)
+import Darwin
+
+private let posixRead = Darwin.read
+#endif
+
+/// Small POSIX helpers so the agent needs no Foundation.
+enum FileSupport {
+    /// The whole file at `path`, or nil when it does not exist. Throws on other errors.
+    static func read(_ path: String, maxBytes: Int = 1 << 30) throws(AgentError) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw .startup("open \(path): \(errnoText())")
+        }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { posixRead(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw .startup("read \(path): \(errnoText())")
+            }
+            if n == 0 { break }
+            bytes.append(contentsOf: chunk[0 ..< n])
+            if bytes.count > maxBytes { throw .startup("\(path) is larger than \(maxBytes) bytes") }
+        }
+        return bytes
+    }
+
+    /// Creates `path` and its parents (mode 0750) if missing.
+    static func makeDirectories(_ path: String) throws(AgentError) {
+        var prefix = ""
+        for component in path.split(separator: "/") {
+            prefix += "/" + component
+            if mkdir(prefix, 0o750) != 0 && errno != EEXIST {
+                throw .startup("mkdir \(prefix): \(errnoText())")
+            }
+        }
+    }
+
+    /// `strerror(errno)`.
+    static func errnoText() -> String { String(cString: strerror(errno)) }
+}
+
+/// Wall-clock time in milliseconds since the Unix epoch.
+public func unixMilliseconds() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+/// Decodes standard base64 (with or without padding); nil when malformed.
+func decodeBase64(_ text: String) -> [UInt8]? {
+    var values: [UInt8] = []
+    for c in text.utf8 {
+        switch c {
+        case UInt8(ascii: "A") ... UInt8(ascii: "Z"): values.append(c - UInt8(ascii: "A"))
+        case UInt8(ascii: "a") ... UInt8(ascii: "z"): values.append(c - UInt8(ascii: "a") + 26)
+        case UInt8(ascii: "0") ... UInt8(ascii: "9"): values.append(c - UInt8(ascii: "0") + 52)
+        case UInt8(ascii: "+"): values.append(62)
+        case UInt8(ascii: "/"): values.append(63)
+        case UInt8(ascii: "="), UInt8(ascii: "\n"), UInt8(ascii: " "): continue
+        default: return nil
+        }
+    }
+    if values.count % 4 == 1 { return nil }
+    var out: [UInt8] = []
+    var i = 0
+    while i < values.count {
+        let n = min(4, values.count - i)
+        var acc: UInt32 = 0
+        for j in 0 ..< 4 { acc = acc << 6 | UInt32(j < n ? values[i + j] : 0) }
+        out.append(UInt8(truncatingIfNeeded: acc >> 16))
+        if n > 2 { out.append(UInt8(truncatingIfNeeded: acc >> 8)) }
+        if n > 3 { out.append(UInt8(truncatingIfNeeded: acc)) }
+        i += 4
+    }
+    return out
+}
