@@ -267,7 +267,8 @@ public actor AgentRuntime: LocalAPIBackend {
         let started = unixMilliseconds()
         let work = Task.detached(priority: .background) { () throws -> TrainedUpdate in
             var rng = SystemRandomNumberGenerator()
-            let result = rounds.run(model: model, records: records, local: local, using: &rng)
+            let result = rounds.run(model: model, records: records, local: local,
+                                    perSession: privacy.unit == .session, using: &rng)
             let privatizer = try UpdatePrivatizer(configuration: privacy, dimension: result.update.count)
             let sessions = privacy.unit == .session
                 ? Array(result.sessionUpdates.suffix(privacy.maxSessionsPerUpdate)) : [result.update]

@@ -2,9 +2,16 @@
 /// the global parameters.
 ///
 /// The update is `trained − start` over EVERY global coordinate (never sparse: a sparse update
-/// would reveal which items the device touched). For the per-session privacy unit the round
-/// also returns each session's own contribution, computed by training session after session and
-/// taking the parameter change each one caused; the contributions sum to the whole update.
+/// would reveal which items the device touched).
+///
+/// For the per-session privacy unit (`perSession: true`) every session is trained on its own,
+/// from the same starting parameters and the same starting local embedding, and its
+/// contribution is the change it alone caused. A session's contribution then depends on that
+/// session's events only, which is what clipping each contribution and calibrating the noise to
+/// one session's bound requires (removing a session removes exactly one contribution). Training
+/// session after session and differencing would leak earlier sessions into later
+/// contributions. The update is the sum of the contributions; the local embedding (never
+/// uploaded) is trained over all sessions in order, on a scratch copy of the parameters.
 public struct DeviceTraining: Sendable {
     public var trainer: Trainer
     /// Passes over the device's events.
@@ -17,13 +24,15 @@ public struct DeviceTraining: Sendable {
 
     /// What a round produced.
     public struct Result: Sendable {
-        /// Locally trained global parameters (never uploaded as such).
+        /// Global parameters after training on every session in order (never uploaded as such).
         public var parameters: GlobalParameters
         /// The device embedding after training (stays on the device).
         public var local: [Float]
-        /// `parameters − start`, flattened (embeddings then biases), dense.
+        /// The dense update, flattened (embeddings then biases): `parameters − start`, or with
+        /// `perSession` the sum of the sessions' independent contributions.
         public var update: [Float]
-        /// Per-session contributions (same layout), in session order; they sum to `update`.
+        /// With `perSession`: each session's own contribution (same layout), in session order;
+        /// they sum to `update`. Empty otherwise.
         public var sessionUpdates: [[Float]]
         /// Events that mapped to catalogue items and were trained on.
         public var eventsUsed: Int
@@ -32,10 +41,11 @@ public struct DeviceTraining: Sendable {
     }
 
     /// Trains on `records` (chronological) starting from `model`'s parameters.
-    public func run<R: RandomNumberGenerator>(model: Model, records: [EventRecord], local: [Float], using rng: inout R) -> Result {
+    public func run<R: RandomNumberGenerator>(
+        model: Model, records: [EventRecord], local: [Float], perSession: Bool = false, using rng: inout R
+    ) -> Result {
         let start = model.parameters
-        var parameters = start
-        var embedding = local.count == start.dimension ? local : [Float](repeating: 0, count: start.dimension)
+        let startLocal = local.count == start.dimension ? local : [Float](repeating: 0, count: start.dimension)
         var sessions: [[Event]] = []
         var sessionIndex: [String: Int] = [:]
         var skipped = 0
@@ -53,16 +63,29 @@ public struct DeviceTraining: Sendable {
                 sessions.append([event])
             }
         }
-        var sessionUpdates: [[Float]] = []
+        // Sequential pass: the device-unit update, and in any case the local embedding.
+        var parameters = start
+        var embedding = startLocal
         for session in sessions {
-            let before = parameters.flattened()
             for _ in 0 ..< epochs {
                 trainer.train(sequence: session[...], parameters: &parameters, local: &embedding, using: &rng)
             }
-            let after = parameters.flattened()
-            sessionUpdates.append(zip(after, before).map { $0 - $1 })
         }
-        let update = zip(parameters.flattened(), start.flattened()).map { $0 - $1 }
+        var update = GlobalParameters.difference(parameters, start)
+        var sessionUpdates: [[Float]] = []
+        if perSession {
+            update = [Float](repeating: 0, count: start.parameterCount)
+            for session in sessions {
+                var own = start
+                var ownLocal = startLocal
+                for _ in 0 ..< epochs {
+                    trainer.train(sequence: session[...], parameters: &own, local: &ownLocal, using: &rng)
+                }
+                let contribution = GlobalParameters.difference(own, start)
+                for i in update.indices { update[i] += contribution[i] }
+                sessionUpdates.append(contribution)
+            }
+        }
         return Result(parameters: parameters, local: embedding, update: update, sessionUpdates: sessionUpdates,
                       eventsUsed: records.count - skipped, eventsSkipped: skipped)
     }

@@ -55,6 +55,17 @@ public struct GlobalParameters: Sendable, Equatable {
     /// The parameters as one flat vector: embeddings then biases.
     public func flattened() -> [Float] { embeddings + bias }
 
+    /// `a − b` over every parameter, in the `flattened()` layout, without building the flat
+    /// copies (same shapes required).
+    public static func difference(_ a: GlobalParameters, _ b: GlobalParameters) -> [Float] {
+        precondition(a.itemCount == b.itemCount && a.dimension == b.dimension, "parameter shapes differ")
+        var out = [Float](repeating: 0, count: a.parameterCount)
+        for i in a.embeddings.indices { out[i] = a.embeddings[i] - b.embeddings[i] }
+        let offset = a.embeddings.count
+        for i in a.bias.indices { out[offset + i] = a.bias[i] - b.bias[i] }
+        return out
+    }
+
     /// Parameters from a flat vector laid out as `flattened()`.
     public init(flattened values: [Float], itemCount: Int, dimension: Int) throws(CoreError) {
         guard values.count == itemCount * dimension + itemCount else {

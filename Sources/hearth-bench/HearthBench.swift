@@ -9,7 +9,7 @@ struct HearthBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hearth-bench",
         abstract: "Hearth benchmarks: scoring kernels against the memory roofline, quantisation cost.",
-        subcommands: [Scoring.self, Quantization.self]
+        subcommands: [Scoring.self, Quantization.self, ModelFixture.self]
     )
 }
 
