@@ -145,7 +145,7 @@ let package = Package(
         ),
         .target(
             name: "HearthTestSupport",
-            dependencies: ["HearthCore", "HearthDatasets"]
+            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI"]
         ),
         .executableTarget(
             name: "hearth-bench",

@@ -1,4 +1,5 @@
 @testable import HearthLocalAPI
+import HearthTestSupport
 import Testing
 
 @Suite("Strict JSON parser and writer")
