@@ -124,6 +124,8 @@ let package = Package(
             ]
         ),
         .testTarget(name: "HearthPrivacyTests", dependencies: ["HearthPrivacy"]),
+        .target(name: "HearthAggregation", dependencies: ["HearthCore", "HearthPrivacy"]),
+        .testTarget(name: "HearthAggregationTests", dependencies: ["HearthAggregation", "HearthCore", "HearthPrivacy"]),
         .target(name: "CHearthBench", cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(
             name: "CHearthSQLite",
