@@ -26,4 +26,19 @@ datasets="${HEARTH_DATASETS:-../shared/datasets}"
 
 echo "== swift test"
 swift build --build-tests
+
+echo "== systemd-analyze verify (units copied with ExecStart pointing at the built agent; any output fails)"
+if command -v systemd-analyze >/dev/null; then
+    units="$(mktemp -d)"
+    cp systemd/hearth-agent.service systemd/hearth-agent.socket "$units/"
+    sed -i "s|^ExecStart=/usr/bin/hearth-agent |ExecStart=$PWD/.build/debug/hearth-agent |" "$units/hearth-agent.service"
+    grep -q "^ExecStart=$PWD/.build/debug/hearth-agent " "$units/hearth-agent.service"
+    verify="$(systemd-analyze verify "$units/hearth-agent.service" "$units/hearth-agent.socket" 2>&1)" || { echo "$verify"; exit 1; }
+    if [ -n "$verify" ]; then echo "$verify"; exit 1; fi
+    rm -rf "$units"
+    echo "clean"
+else
+    echo "systemd-analyze not installed: skipped"
+fi
+
 swift test --skip-build
