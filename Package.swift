@@ -60,7 +60,7 @@ let package = Package(
                 .product(name: "ServiceLifecycleTestKit", package: "swift-service-lifecycle"),
             ]
         ),
-        .target(name: "HearthSystemd"),
+        .target(name: "HearthSystemd", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "HearthConfig"),
         .target(
             name: "HearthAgent",

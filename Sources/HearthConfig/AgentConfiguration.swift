@@ -59,39 +59,9 @@ public struct AgentConfiguration: Sendable, Equatable {
 
     /// Reads a TOML document, then applies `overrides` (`section.key=value`, TOML values).
     public init(toml text: String, overrides: [String] = []) throws(ConfigurationError) {
-        var root: [String: TOMLValue]
-        do { root = try parseTOML(text) } catch { throw .syntax("\(error)") }
-        for override in overrides {
-            guard let equals = override.firstIndex(of: "=") else {
-                throw .invalid(key: override, "an override is section.key=value")
-            }
-            let key = String(override[..<equals]).trimmingSpaces()
-            let value = String(override[override.index(after: equals)...]).trimmingSpaces()
-            let parsed: [String: TOMLValue]
-            do {
-                parsed = try parseTOML("v = " + value)
-            } catch {
-                // Let bare words through as strings: --set privacy.mode=central.
-                parsed = ["v": .string(value)]
-            }
-            guard let v = parsed["v"] else { throw .invalid(key: key, "no value") }
-            try Self.set(&root, path: key.split(separator: ".").map(String.init), value: v)
-        }
-        let reader = Reader(root: root)
+        let reader = Reader(toml: try TOMLReader.parse(text, overrides: overrides))
         try reader.read(self: &self)
         try validate()
-    }
-
-    private static func set(_ table: inout [String: TOMLValue], path: [String], value: TOMLValue) throws(ConfigurationError) {
-        guard let head = path.first else { return }
-        if path.count == 1 {
-            table[head] = value
-            return
-        }
-        var child: [String: TOMLValue] = [:]
-        if case .table(let existing)? = table[head] { child = existing }
-        try set(&child, path: Array(path.dropFirst()), value: value)
-        table[head] = .table(child)
     }
 
     /// Checks every setting's range; the error names the key.
@@ -183,96 +153,48 @@ public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConver
     public static func == (lhs: ConfigurationError, rhs: ConfigurationError) -> Bool { lhs.code == rhs.code }
 }
 
-/// Reads typed values out of the TOML tree, remembering which keys were used.
+/// Reads the agent's settings out of the TOML tree.
 private struct Reader {
-    let root: [String: TOMLValue]
+    let toml: TOMLReader
 
     func read(self config: inout AgentConfiguration) throws(ConfigurationError) {
-        let known: [String: [String]] = [
+        try toml.checkKnown([
             "agent": ["state_directory", "socket", "socket_group", "device_id"],
             "model": ["dimension", "history", "kernel"],
             "store": ["max_event_age_days", "max_events", "max_database_mb"],
             "training": ["window", "max_load", "require_mains_power", "min_new_events", "max_seconds", "epochs", "learning_rate"],
             "privacy": ["mode", "unit", "clip_norm", "noise_multiplier", "bit_width", "delta", "epsilon_budget"],
             "upload": ["aggregator_url", "ca_file", "credential_file", "model_public_key", "connect_timeout_ms", "timeout_ms"],
-        ]
-        for (section, value) in root {
-            guard let keys = known[section] else { throw .unknownKey(section) }
-            guard case .table(let table) = value else { throw .invalid(key: section, "must be a table") }
-            for key in table.keys where !keys.contains(key) { throw .unknownKey("\(section).\(key)") }
-        }
-        try string("agent", "state_directory", &config.stateDirectory)
-        try string("agent", "socket", &config.socketPath)
-        try string("agent", "socket_group", &config.socketGroup)
-        try string("agent", "device_id", &config.deviceID)
-        try integer("model", "dimension", &config.dimension)
-        try integer("model", "history", &config.historyLength)
-        try string("model", "kernel", &config.kernel)
-        try integer("store", "max_event_age_days", &config.maxEventAgeDays)
-        try integer("store", "max_events", &config.maxEvents)
-        try integer("store", "max_database_mb", &config.maxDatabaseMegabytes)
-        try string("training", "window", &config.trainingWindow)
-        try double("training", "max_load", &config.maxLoadAverage)
-        try boolean("training", "require_mains_power", &config.requireMainsPower)
-        try integer("training", "min_new_events", &config.minNewEvents)
-        try integer("training", "max_seconds", &config.maxTrainingSeconds)
-        try integer("training", "epochs", &config.epochs)
-        try double("training", "learning_rate", &config.learningRate)
-        try string("privacy", "mode", &config.privacyMode)
-        try string("privacy", "unit", &config.privacyUnit)
-        try double("privacy", "clip_norm", &config.clipNorm)
-        try double("privacy", "noise_multiplier", &config.noiseMultiplier)
-        try integer("privacy", "bit_width", &config.bitWidth)
-        try double("privacy", "delta", &config.delta)
-        try double("privacy", "epsilon_budget", &config.epsilonBudget)
-        try string("upload", "aggregator_url", &config.aggregatorURL)
-        try string("upload", "ca_file", &config.caFile)
-        try string("upload", "credential_file", &config.credentialFile)
-        try string("upload", "model_public_key", &config.modelPublicKey)
-        try integer("upload", "connect_timeout_ms", &config.connectTimeoutMilliseconds)
-        try integer("upload", "timeout_ms", &config.timeoutMilliseconds)
-    }
-
-    private func lookup(_ section: String, _ key: String) -> TOMLValue? {
-        guard case .table(let table)? = root[section] else { return nil }
-        return table[key]
-    }
-
-    private func string(_ section: String, _ key: String, _ target: inout String) throws(ConfigurationError) {
-        guard let value = lookup(section, key) else { return }
-        guard case .string(let s) = value else { throw .invalid(key: "\(section).\(key)", "must be a string, got a \(value.typeName)") }
-        target = s
-    }
-
-    private func integer(_ section: String, _ key: String, _ target: inout Int) throws(ConfigurationError) {
-        guard let value = lookup(section, key) else { return }
-        guard case .integer(let i) = value, let narrowed = Int(exactly: i) else {
-            throw .invalid(key: "\(section).\(key)", "must be an integer, got a \(value.typeName)")
-        }
-        target = narrowed
-    }
-
-    private func double(_ section: String, _ key: String, _ target: inout Double) throws(ConfigurationError) {
-        guard let value = lookup(section, key) else { return }
-        switch value {
-        case .float(let d): target = d
-        case .integer(let i): target = Double(i)
-        default: throw .invalid(key: "\(section).\(key)", "must be a number, got a \(value.typeName)")
-        }
-    }
-
-    private func boolean(_ section: String, _ key: String, _ target: inout Bool) throws(ConfigurationError) {
-        guard let value = lookup(section, key) else { return }
-        guard case .boolean(let b) = value else { throw .invalid(key: "\(section).\(key)", "must be true or false, got a \(value.typeName)") }
-        target = b
-    }
-}
-
-extension String {
-    fileprivate func trimmingSpaces() -> String {
-        var s = Substring(self)
-        while s.first == " " { s = s.dropFirst() }
-        while s.last == " " { s = s.dropLast() }
-        return String(s)
+        ])
+        try toml.string("agent", "state_directory", &config.stateDirectory)
+        try toml.string("agent", "socket", &config.socketPath)
+        try toml.string("agent", "socket_group", &config.socketGroup)
+        try toml.string("agent", "device_id", &config.deviceID)
+        try toml.integer("model", "dimension", &config.dimension)
+        try toml.integer("model", "history", &config.historyLength)
+        try toml.string("model", "kernel", &config.kernel)
+        try toml.integer("store", "max_event_age_days", &config.maxEventAgeDays)
+        try toml.integer("store", "max_events", &config.maxEvents)
+        try toml.integer("store", "max_database_mb", &config.maxDatabaseMegabytes)
+        try toml.string("training", "window", &config.trainingWindow)
+        try toml.double("training", "max_load", &config.maxLoadAverage)
+        try toml.boolean("training", "require_mains_power", &config.requireMainsPower)
+        try toml.integer("training", "min_new_events", &config.minNewEvents)
+        try toml.integer("training", "max_seconds", &config.maxTrainingSeconds)
+        try toml.integer("training", "epochs", &config.epochs)
+        try toml.double("training", "learning_rate", &config.learningRate)
+        try toml.string("privacy", "mode", &config.privacyMode)
+        try toml.string("privacy", "unit", &config.privacyUnit)
+        try toml.double("privacy", "clip_norm", &config.clipNorm)
+        try toml.double("privacy", "noise_multiplier", &config.noiseMultiplier)
+        try toml.integer("privacy", "bit_width", &config.bitWidth)
+        try toml.double("privacy", "delta", &config.delta)
+        try toml.double("privacy", "epsilon_budget", &config.epsilonBudget)
+        try toml.string("upload", "aggregator_url", &config.aggregatorURL)
+        try toml.string("upload", "ca_file", &config.caFile)
+        try toml.string("upload", "credential_file", &config.credentialFile)
+        try toml.string("upload", "model_public_key", &config.modelPublicKey)
+        try toml.integer("upload", "connect_timeout_ms", &config.connectTimeoutMilliseconds)
+        try toml.integer("upload", "timeout_ms", &config.timeoutMilliseconds)
     }
 }

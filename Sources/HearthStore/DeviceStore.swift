@@ -123,7 +123,7 @@ public final class DeviceStore {
 }
 
 extension SQLiteConnection {
-    func integrityCheck() throws(StoreError) -> [String] {
+    package func integrityCheck() throws(StoreError) -> [String] {
         let statement = try prepare("PRAGMA integrity_check", cached: false)
         var lines: [String] = []
         while try statement.step() { lines.append(statement.text(0)) }

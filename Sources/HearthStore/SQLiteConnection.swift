@@ -2,12 +2,12 @@ import CHearthSQLite
 
 /// A thin owner of one `sqlite3*`: open with flags, prepared-statement cache, transactions with
 /// rollback on error. Used by one isolation domain at a time (opened with `SQLITE_OPEN_NOMUTEX`).
-final class SQLiteConnection {
+package final class SQLiteConnection {
     private var handle: OpaquePointer?
     private var cache: [String: Statement] = [:]
-    let path: String
+    package let path: String
 
-    init(path: String, flags: Int32) throws(StoreError) {
+    package init(path: String, flags: Int32) throws(StoreError) {
         self.path = path
         var db: OpaquePointer?
         let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
@@ -24,19 +24,19 @@ final class SQLiteConnection {
     deinit { close() }
 
     /// Finalizes cached statements and closes (idempotent).
-    func close() {
+    package func close() {
         cache.removeAll()
         if let handle { sqlite3_close_v2(handle) }
         handle = nil
     }
 
-    func db() throws(StoreError) -> OpaquePointer {
+    package func db() throws(StoreError) -> OpaquePointer {
         guard let handle else { throw .closed("the store at \(path) is closed") }
         return handle
     }
 
     /// The error for a failed call on this connection.
-    func error(_ rc: Int32, _ context: String) -> StoreError {
+    package func error(_ rc: Int32, _ context: String) -> StoreError {
         let code: Int32
         let message: String
         if let handle {
@@ -50,32 +50,32 @@ final class SQLiteConnection {
         return .sqlite(SQLiteResultCode(rawValue: code), "\(context): \(message)")
     }
 
-    func check(_ rc: Int32, _ context: @autoclosure () -> String) throws(StoreError) {
+    package func check(_ rc: Int32, _ context: @autoclosure () -> String) throws(StoreError) {
         guard rc == SQLITE_OK else { throw error(rc, context()) }
     }
 
     /// The configured busy timeout (restored after no-wait operations).
-    private(set) var busyTimeoutMilliseconds: Int32 = 0
+    package private(set) var busyTimeoutMilliseconds: Int32 = 0
 
-    func busyTimeout(milliseconds: Int32) throws(StoreError) {
+    package func busyTimeout(milliseconds: Int32) throws(StoreError) {
         try check(sqlite3_busy_timeout(try db(), milliseconds), "busy_timeout")
         busyTimeoutMilliseconds = milliseconds
     }
 
-    func dbConfig(_ op: Int32, _ value: Int32) throws(StoreError) -> Int32 {
+    package func dbConfig(_ op: Int32, _ value: Int32) throws(StoreError) -> Int32 {
         var result: Int32 = -1
         try check(hearth_sqlite3_db_config_int(try db(), op, value, &result), "db_config(\(op))")
         return result
     }
 
     /// Runs one or more statements without results.
-    func execute(_ sql: String) throws(StoreError) {
+    package func execute(_ sql: String) throws(StoreError) {
         let rc = sqlite3_exec(try db(), sql, nil, nil, nil)
         guard rc == SQLITE_OK else { throw error(rc, "executing \(sql.prefix(60))") }
     }
 
     /// A prepared statement, cached by SQL text when `cached`.
-    func prepare(_ sql: String, cached: Bool = true) throws(StoreError) -> Statement {
+    package func prepare(_ sql: String, cached: Bool = true) throws(StoreError) -> Statement {
         if cached, let statement = cache[sql] {
             statement.reset()
             return statement
@@ -92,26 +92,26 @@ final class SQLiteConnection {
     }
 
     /// First column of the first row as an integer (for PRAGMAs and counts).
-    func scalarInt(_ sql: String) throws(StoreError) -> Int64? {
+    package func scalarInt(_ sql: String) throws(StoreError) -> Int64? {
         let statement = try prepare(sql, cached: false)
         guard try statement.step() else { return nil }
         return statement.isNull(0) ? nil : statement.int64(0)
     }
 
     /// First column of the first row as text.
-    func scalarText(_ sql: String) throws(StoreError) -> String? {
+    package func scalarText(_ sql: String) throws(StoreError) -> String? {
         let statement = try prepare(sql, cached: false)
         guard try statement.step() else { return nil }
         return statement.isNull(0) ? nil : statement.text(0)
     }
 
-    var lastInsertRowID: Int64 { handle.map { sqlite3_last_insert_rowid($0) } ?? 0 }
-    var changes: Int { handle.map { Int(sqlite3_changes($0)) } ?? 0 }
-    var isInTransaction: Bool { handle.map { sqlite3_get_autocommit($0) == 0 } ?? false }
+    package var lastInsertRowID: Int64 { handle.map { sqlite3_last_insert_rowid($0) } ?? 0 }
+    package var changes: Int { handle.map { Int(sqlite3_changes($0)) } ?? 0 }
+    package var isInTransaction: Bool { handle.map { sqlite3_get_autocommit($0) == 0 } ?? false }
 
     /// Runs `body` in a transaction (`BEGIN IMMEDIATE` for writers: the write lock is taken up
     /// front, so a writer never fails half-way on lock upgrade). Any error rolls back.
-    func transaction<T>(immediate: Bool = true, _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
+    package func transaction<T>(immediate: Bool = true, _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
         try execute(immediate ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED")
         let result: T
         do {
@@ -131,14 +131,35 @@ final class SQLiteConnection {
 
     /// Rolls back if a transaction is still open (SQLite may already have rolled back itself
     /// after SQLITE_FULL or an I/O error).
-    func rollback() {
+    package func rollback() {
         cache.values.forEach { $0.reset() }
         if isInTransaction, let handle { sqlite3_exec(handle, "ROLLBACK", nil, nil, nil) }
     }
 }
 
+extension SQLiteConnection {
+    /// Applies numbered migrations (`migrations[i]` moves `PRAGMA user_version` from `i` to
+    /// `i + 1`) in one write transaction, and refuses a database newer than `migrations`.
+    package func migrate(_ migrations: [String]) throws(StoreError) {
+        let latest = Int64(migrations.count)
+        // Read inside the write transaction so two processes cannot both migrate.
+        try transaction { () throws(StoreError) in
+            let current = try scalarInt("PRAGMA user_version") ?? 0
+            if current > latest {
+                throw .schemaTooNew("the store at \(path) has schema version \(current); this build knows versions up to \(latest) (written by a newer Hearth?)")
+            }
+            if current < 0 { throw .corrupt("the store at \(path) has a negative schema version \(current)") }
+            guard current < latest else { return }
+            for version in Int(current) ..< migrations.count {
+                try execute(migrations[version])
+            }
+            try execute("PRAGMA user_version = \(latest)")
+        }
+    }
+}
+
 /// One prepared statement. Binding indices start at 1, column indices at 0 (as in SQLite).
-final class Statement {
+package final class Statement {
     private let pointer: OpaquePointer
     private unowned let connection: SQLiteConnection
 
@@ -149,7 +170,7 @@ final class Statement {
 
     deinit { sqlite3_finalize(pointer) }
 
-    func reset() {
+    package func reset() {
         sqlite3_reset(pointer)
         sqlite3_clear_bindings(pointer)
     }
@@ -158,31 +179,31 @@ final class Statement {
         guard rc == SQLITE_OK else { throw connection.error(rc, "binding parameter \(index)") }
     }
 
-    func bind(_ index: Int32, _ value: Int64) throws(StoreError) {
+    package func bind(_ index: Int32, _ value: Int64) throws(StoreError) {
         try check(sqlite3_bind_int64(pointer, index, value), index)
     }
 
-    func bind(_ index: Int32, _ value: Int64?) throws(StoreError) {
+    package func bind(_ index: Int32, _ value: Int64?) throws(StoreError) {
         if let value { try bind(index, value) } else { try bindNull(index) }
     }
 
-    func bind(_ index: Int32, _ value: Double) throws(StoreError) {
+    package func bind(_ index: Int32, _ value: Double) throws(StoreError) {
         try check(sqlite3_bind_double(pointer, index, value), index)
     }
 
-    func bind(_ index: Int32, _ value: Double?) throws(StoreError) {
+    package func bind(_ index: Int32, _ value: Double?) throws(StoreError) {
         if let value { try bind(index, value) } else { try bindNull(index) }
     }
 
-    func bind(_ index: Int32, _ value: String) throws(StoreError) {
+    package func bind(_ index: Int32, _ value: String) throws(StoreError) {
         try check(sqlite3_bind_text(pointer, index, value, -1, hearth_sqlite3_transient()), index)
     }
 
-    func bind(_ index: Int32, _ value: String?) throws(StoreError) {
+    package func bind(_ index: Int32, _ value: String?) throws(StoreError) {
         if let value { try bind(index, value) } else { try bindNull(index) }
     }
 
-    func bind(_ index: Int32, blob: [UInt8]) throws(StoreError) {
+    package func bind(_ index: Int32, blob: [UInt8]) throws(StoreError) {
         let rc = blob.withUnsafeBytes { raw -> Int32 in
             // An empty buffer may have no base address, which SQLite would bind as NULL.
             guard let base = raw.baseAddress, raw.count > 0 else { return sqlite3_bind_zeroblob(pointer, index, 0) }
@@ -191,12 +212,12 @@ final class Statement {
         try check(rc, index)
     }
 
-    func bindNull(_ index: Int32) throws(StoreError) {
+    package func bindNull(_ index: Int32) throws(StoreError) {
         try check(sqlite3_bind_null(pointer, index), index)
     }
 
     /// Advances; true when a row is available, false when done. Errors reset the statement.
-    func step() throws(StoreError) -> Bool {
+    package func step() throws(StoreError) -> Bool {
         let rc = sqlite3_step(pointer)
         switch rc {
         case SQLITE_ROW: return true
@@ -209,21 +230,21 @@ final class Statement {
     }
 
     /// Steps to completion (statements without rows).
-    func run() throws(StoreError) {
+    package func run() throws(StoreError) {
         while try step() {}
     }
 
-    func isNull(_ column: Int32) -> Bool { sqlite3_column_type(pointer, column) == SQLITE_NULL }
-    func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(pointer, column) }
-    func double(_ column: Int32) -> Double { sqlite3_column_double(pointer, column) }
+    package func isNull(_ column: Int32) -> Bool { sqlite3_column_type(pointer, column) == SQLITE_NULL }
+    package func int64(_ column: Int32) -> Int64 { sqlite3_column_int64(pointer, column) }
+    package func double(_ column: Int32) -> Double { sqlite3_column_double(pointer, column) }
 
-    func text(_ column: Int32) -> String {
+    package func text(_ column: Int32) -> String {
         guard let bytes = sqlite3_column_text(pointer, column) else { return "" }
         let count = Int(sqlite3_column_bytes(pointer, column))
         return String(decoding: UnsafeBufferPointer(start: bytes, count: count), as: UTF8.self)
     }
 
-    func blob(_ column: Int32) -> [UInt8] {
+    package func blob(_ column: Int32) -> [UInt8] {
         guard let raw = sqlite3_column_blob(pointer, column) else { return [] }
         let count = Int(sqlite3_column_bytes(pointer, column))
         return Array(UnsafeRawBufferPointer(start: raw, count: count))

@@ -67,19 +67,7 @@ enum Schema {
 
     /// Applies pending migrations in one transaction; refuses a schema newer than this build.
     static func migrate(_ connection: SQLiteConnection) throws(StoreError) {
-        // Read inside the write transaction so two processes cannot both migrate.
-        try connection.transaction { () throws(StoreError) in
-            let current = try connection.scalarInt("PRAGMA user_version") ?? 0
-            if current > latestVersion {
-                throw .schemaTooNew("the store at \(connection.path) has schema version \(current); this build knows versions up to \(latestVersion) (written by a newer Hearth?)")
-            }
-            if current < 0 { throw .corrupt("the store at \(connection.path) has a negative schema version \(current)") }
-            guard current < latestVersion else { return }
-            for version in Int(current) ..< migrations.count {
-                try connection.execute(migrations[version])
-            }
-            try connection.execute("PRAGMA user_version = \(latestVersion)")
-        }
+        try connection.migrate(migrations)
     }
 
     /// Checks the version for a read-only connection (which cannot migrate).

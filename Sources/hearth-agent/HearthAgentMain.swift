@@ -126,47 +126,6 @@ struct HearthAgentCommand: AsyncParsableCommand {
     }
 }
 
-/// A swift-log handler for journald: one line per message on stderr,
-/// `<level> label: message key=value ...`, without timestamps (journald adds them).
-struct JournaldLogHandler: LogHandler {
-    let label: String
-    var logLevel: Logger.Level = .info
-    var metadata: Logger.Metadata = [:]
-
-    init(label: String) { self.label = label }
-
-    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
-        get { metadata[key] }
-        set { metadata[key] = newValue }
-    }
-
-    func log(event: LogEvent) {
-        var merged = metadata
-        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
-        var line = "<\(event.level.rawValue)> \(label): \(oneLine("\(event.message)"))"
-        for key in merged.keys.sorted() {
-            if let value = merged[key] { line += " \(key)=\(oneLine("\(value)"))" }
-        }
-        writeStderr(line + "\n")
-    }
-
-    private func oneLine(_ text: String) -> String {
-        guard text.contains(where: { $0 == "\n" || $0 == "\r" }) else { return text }
-        return String(text.map { $0 == "\n" || $0 == "\r" ? " " : $0 })
-    }
-}
-
-/// Writes `text` to stderr in one `write(2)`.
-func writeStderr(_ text: String) {
-    var bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes.withUnsafeMutableBytes { write(2, $0.baseAddress.map { $0 + offset }, $0.count - offset) }
-        if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
-        offset += n
-    }
-}
-
 /// The file at `path`, or nil when it cannot be read.
 func readWholeFile(_ path: String) -> [UInt8]? {
     let fd = open(path, O_RDONLY | O_CLOEXEC)
