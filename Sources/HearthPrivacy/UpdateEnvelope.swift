@@ -331,3 +331,164 @@ public struct UpdateEnvelope: Sendable, Hashable {
         return table
     }()
 }
+
+// MARK: - Streaming reader
+
+extension UpdateEnvelope {
+    /// The fixed 80-byte header of an encoded envelope, without the values.
+    ///
+    /// Lets a reader (the aggregator) check an upload and stream its packed values without
+    /// materialising a `[Int64]` of `dimension` entries: `readHeader` or `decodeHeader`, then a
+    /// `PackedValues` iterator over the same bytes.
+    public struct Header: Sendable, Hashable {
+        /// Model version the update was trained from.
+        public var modelVersion: UInt64
+        /// Who adds the noise (`.secureAggregation` only from `readHeader`; `decodeHeader` refuses it).
+        public var mode: UpdateMode
+        /// What the guarantee protects.
+        public var unit: PrivacyUnit
+        /// Number of clipped contributions summed.
+        public var contributions: Int
+        /// Noise multiplier z, as sent (may be NaN from `readHeader`).
+        public var noiseMultiplier: Double
+        /// Sampling rate q, as sent.
+        public var samplingRate: Double
+        /// Clip norm C, as sent.
+        public var clipNorm: Double
+        /// Bits per coordinate, 4...32.
+        public var bitWidth: Int
+        /// Grid steps per parameter unit, as sent.
+        public var scale: Double
+        /// Number of coordinates d.
+        public var dimension: Int
+        /// The idempotency key.
+        public var idempotencyKey: IdempotencyKey
+        /// The CRC-32 stored in (and verified against) the last four bytes.
+        public var checksum: UInt32
+
+        /// Checks the field ranges `decode` checks (z, q, C, scale, contributions for the unit,
+        /// mode not secure aggregation), throwing the same errors.
+        public func checkFields() throws(PrivacyError) {
+            guard mode != .secureAggregation else { throw .modeNotSupported }
+            try UpdateEnvelope.validate(mode: mode, unit: unit, contributions: contributions,
+                                        noiseMultiplier: noiseMultiplier, samplingRate: samplingRate,
+                                        clipNorm: clipNorm, scale: scale)
+        }
+    }
+
+    /// Reads the header structurally: total length against the header, magic, format version,
+    /// bit width, dimension, CRC, reserved bytes, mode and unit codes. Field values (z, q, C,
+    /// scale, contributions) are returned as sent, unchecked, so that a caller can name what is
+    /// wrong with them; `Header.checkFields()` applies `decode`'s checks. Allocates nothing
+    /// proportional to the dimension.
+    ///
+    /// Throws `truncatedEnvelope`, `malformedEnvelope`, `unsupportedEnvelopeVersion`,
+    /// `invalidBitWidth` or `envelopeChecksumMismatch`, in the order `decode` checks them.
+    /// Mode code 3 (secure aggregation) is returned as `.secureAggregation`.
+    public static func readHeader(_ bytes: [UInt8], maxDimension: Int = UpdateEnvelope.defaultMaxDimension) throws(PrivacyError) -> Header {
+        guard bytes.count >= headerSize + checksumSize else { throw .truncatedEnvelope }
+        for i in 0 ..< 8 where bytes[i] != magic[i] { throw .malformedEnvelope }
+        guard get(bytes, 8, width: 2) == UInt64(formatVersion) else { throw .unsupportedEnvelopeVersion }
+        let bitWidth = Int(bytes[12])
+        guard bitWidth >= 4, bitWidth <= 32 else { throw .invalidBitWidth }
+        let dimension = Int(get(bytes, 24, width: 4))
+        guard dimension > 0, dimension <= maxDimension else { throw .malformedEnvelope }
+        let size = encodedSize(dimension: dimension, bitWidth: bitWidth)
+        guard bytes.count == size else { throw .truncatedEnvelope }
+        let crcOffset = size - checksumSize
+        let checksum = UInt32(get(bytes, crcOffset, width: 4))
+        guard crc32(bytes, count: crcOffset) == checksum else { throw .envelopeChecksumMismatch }
+        guard bytes[13] == 0, bytes[14] == 0, bytes[15] == 0 else { throw .malformedEnvelope }
+        let mode: UpdateMode
+        switch bytes[10] {
+        case 1: mode = .local
+        case 2: mode = .central
+        case 3: mode = .secureAggregation
+        default: throw .malformedEnvelope
+        }
+        let unit: PrivacyUnit
+        switch bytes[11] {
+        case 1: unit = .device
+        case 2: unit = .session
+        default: throw .malformedEnvelope
+        }
+        return Header(modelVersion: get(bytes, 16, width: 8), mode: mode, unit: unit,
+                      contributions: Int(get(bytes, 28, width: 4)),
+                      noiseMultiplier: Double(bitPattern: get(bytes, 32, width: 8)),
+                      samplingRate: Double(bitPattern: get(bytes, 40, width: 8)),
+                      clipNorm: Double(bitPattern: get(bytes, 48, width: 8)),
+                      bitWidth: bitWidth, scale: Double(bitPattern: get(bytes, 56, width: 8)),
+                      dimension: dimension, idempotencyKey: try IdempotencyKey(bytes: Array(bytes[64 ..< 80])),
+                      checksum: checksum)
+    }
+
+    /// `readHeader` followed by `Header.checkFields()`: every check `decode` makes except the
+    /// per-value range check and the padding bits (see `PackedValues`).
+    public static func decodeHeader(_ bytes: [UInt8], maxDimension: Int = UpdateEnvelope.defaultMaxDimension) throws(PrivacyError) -> Header {
+        let header = try readHeader(bytes, maxDimension: maxDimension)
+        try header.checkFields()
+        return header
+    }
+
+    /// Streams the packed b-bit values of an encoded envelope, one `Int64` at a time, without
+    /// allocating. Sign-extends each value exactly as `decode` does; does not range-check them:
+    /// compare with `-limit` (the reader's `limit` is 2^(b−1) − 1) as `decode` does, and check
+    /// `paddingIsZero` after the last value.
+    public struct PackedValues: IteratorProtocol, Sendable {
+        private let bytes: [UInt8]
+        private let bitWidth: Int
+        private let mask: UInt64
+        private let shift: UInt64
+        private var remaining: Int
+        private var accumulator: UInt64 = 0
+        private var bits = 0
+        private var position: Int
+
+        /// The saturation limit 2^(b−1) − 1; a value below `-limit` is out of range.
+        public let limit: Int64
+
+        /// A reader over `bytes`, which must be exactly `encodedSize(dimension:bitWidth:)` long
+        /// (else `truncatedEnvelope`) with a bit width in 4...32 (else `invalidBitWidth`).
+        /// Does not check the header or the CRC: use `readHeader` / `decodeHeader` first.
+        public init(_ bytes: [UInt8], dimension: Int, bitWidth: Int) throws(PrivacyError) {
+            guard bitWidth >= 4, bitWidth <= 32 else { throw .invalidBitWidth }
+            guard dimension > 0, bytes.count == UpdateEnvelope.encodedSize(dimension: dimension, bitWidth: bitWidth) else {
+                throw .truncatedEnvelope
+            }
+            self.bytes = bytes
+            self.bitWidth = bitWidth
+            self.mask = (UInt64(1) << UInt64(bitWidth)) - 1
+            self.shift = UInt64(64 - bitWidth)
+            self.limit = (Int64(1) << Int64(bitWidth - 1)) - 1
+            self.remaining = dimension
+            self.position = UpdateEnvelope.headerSize
+        }
+
+        /// A reader over the values of an envelope whose header is `header`.
+        public init(_ bytes: [UInt8], header: Header) throws(PrivacyError) {
+            try self.init(bytes, dimension: header.dimension, bitWidth: header.bitWidth)
+        }
+
+        /// Number of values not yet read.
+        public var remainingCount: Int { remaining }
+
+        /// After the last value: whether the padding bits of the last byte are zero (as `decode`
+        /// requires). Before it, false.
+        public var paddingIsZero: Bool { remaining == 0 && accumulator == 0 }
+
+        /// The next value, sign-extended, or nil after the last one.
+        public mutating func next() -> Int64? {
+            guard remaining > 0 else { return nil }
+            while bits < bitWidth {
+                accumulator |= UInt64(bytes[position]) << UInt64(bits)
+                bits += 8
+                position += 1
+            }
+            let raw = accumulator & mask
+            accumulator >>= UInt64(bitWidth)
+            bits -= bitWidth
+            remaining -= 1
+            return Int64(bitPattern: raw << shift) >> Int64(shift)
+        }
+    }
+}
