@@ -1,4 +1,4 @@
-// swift-tools-version:6.0
+// swift-tools-version:6.1
 import PackageDescription
 
 /// Hearth: private, on-device product recommendations.
@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "hearth-demo", targets: ["hearth-demo"]),
         .executable(name: "hearthctl", targets: ["hearthctl"]),
         .executable(name: "hearth-agent", targets: ["hearth-agent"]),
+        .executable(name: "hearth-aggregator", targets: ["hearth-aggregator"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -27,6 +28,12 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.81.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // The aggregator's HTTP server. No default traits: they pull in full Foundation (ICU)
+        // and swift-configuration, neither of which the aggregator uses.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         .target(
@@ -74,10 +81,14 @@ let package = Package(
         .testTarget(
             name: "HearthAgentTests",
             dependencies: [
-                // The end-to-end tests spawn the built `hearth-agent`; depending on it builds it first.
-                "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "hearth-agent",
+                // The end-to-end tests spawn the built `hearth-agent` and `hearth-aggregator`;
+                // depending on them builds them first.
+                "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "HearthUploader",
+                "hearth-agent", "hearth-aggregator",
                 .product(name: "Crypto", package: "swift-crypto"),
-            ]
+            ],
+            // A test-only TLS certificate and key for 127.0.0.1 (never used outside tests).
+            exclude: ["Fixtures"]
         ),
         .executableTarget(
             name: "hearth-agent",
@@ -86,6 +97,40 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "HearthAggregator",
+            dependencies: [
+                "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthStore", "HearthConfig", "HearthLocalAPI",
+                "CHearthSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .executableTarget(
+            name: "hearth-aggregator",
+            dependencies: [
+                "HearthAggregator", "HearthConfig", "HearthDatasets", "HearthCore", "HearthLocalAPI", "HearthSystemd",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "HearthAggregatorTests",
+            dependencies: [
+                "HearthAggregator", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthConfig",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "HearthConfigTests", dependencies: ["HearthConfig"]),
@@ -124,7 +169,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "HearthPrivacyTests", dependencies: ["HearthPrivacy"]),
-        .target(name: "HearthAggregation", dependencies: ["HearthCore", "HearthPrivacy"]),
+        .target(name: "HearthAggregation", dependencies: ["HearthCore", "HearthPrivacy", "CHearthMath"]),
         .testTarget(name: "HearthAggregationTests", dependencies: ["HearthAggregation", "HearthCore", "HearthPrivacy"]),
         .target(name: "CHearthBench", cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(

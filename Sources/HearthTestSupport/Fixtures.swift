@@ -42,6 +42,18 @@ public enum Fixtures {
     }
 }
 
+extension Fixtures {
+    /// Rewrites the trailing CRC-32 of an update envelope (or model file section) after a
+    /// deliberate edit, so that a test reaches the check behind the checksum.
+    public static func recomputeTrailingChecksum(_ bytes: inout [UInt8]) {
+        var crc = CRC32()
+        crc.update(Array(bytes.dropLast(4)))
+        let value = crc.checksum
+        let n = bytes.count
+        for j in 0 ..< 4 { bytes[n - 4 + j] = UInt8(truncatingIfNeeded: value >> UInt32(8 * j)) }
+    }
+}
+
 /// A fresh temporary directory, removed (with its files) when `body` returns.
 public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T {
     var template = Array("/tmp/hearth-test-XXXXXX".utf8CString)
@@ -55,6 +67,18 @@ public func withTemporaryDirectory<T>(_ body: (String) throws -> T) throws -> T 
     }
     defer { removeTree(path) }
     return try body(path)
+}
+
+/// A fresh temporary directory, removed (with its files) when the async `body` returns.
+public func withTemporaryDirectory<T>(_ body: (String) async throws -> T) async throws -> T {
+    var template = Array("/tmp/hearth-test-XXXXXX".utf8CString)
+    let path = template.withUnsafeMutableBufferPointer { buffer -> String? in
+        guard let base = buffer.baseAddress, let made = mkdtemp(base) else { return nil }
+        return String(cString: made)
+    }
+    guard let path else { throw TemporaryDirectoryError(message: "mkdtemp failed: \(String(cString: strerror(errno)))") }
+    defer { removeTree(path) }
+    return try await body(path)
 }
 
 /// Failure to create a temporary directory.
