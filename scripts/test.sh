@@ -14,7 +14,9 @@ cross/check-embedded-core.sh
 
 echo "== systemd unit hardening (exposure must be 1.5 or less)"
 if command -v systemd-analyze >/dev/null; then
-    systemd-analyze security --offline=true --threshold=15 systemd/hearth-agent.service | tail -n 1
+    for unit in systemd/hearth-agent.service systemd/hearth-aggregator.service; do
+        systemd-analyze security --offline=true --threshold=15 "$unit" | tail -n 1
+    done
 else
     echo "systemd-analyze not installed: skipped"
 fi
@@ -27,13 +29,15 @@ datasets="${HEARTH_DATASETS:-../shared/datasets}"
 echo "== swift test"
 swift build --build-tests
 
-echo "== systemd-analyze verify (units copied with ExecStart pointing at the built agent; any output fails)"
+echo "== systemd-analyze verify (units copied with ExecStart pointing at the built binaries; any output fails)"
 if command -v systemd-analyze >/dev/null; then
     units="$(mktemp -d)"
-    cp systemd/hearth-agent.service systemd/hearth-agent.socket "$units/"
+    cp systemd/hearth-agent.service systemd/hearth-agent.socket systemd/hearth-aggregator.service "$units/"
     sed -i "s|^ExecStart=/usr/bin/hearth-agent |ExecStart=$PWD/.build/debug/hearth-agent |" "$units/hearth-agent.service"
+    sed -i "s|^ExecStart=/usr/bin/hearth-aggregator |ExecStart=$PWD/.build/debug/hearth-aggregator |" "$units/hearth-aggregator.service"
     grep -q "^ExecStart=$PWD/.build/debug/hearth-agent " "$units/hearth-agent.service"
-    verify="$(systemd-analyze verify "$units/hearth-agent.service" "$units/hearth-agent.socket" 2>&1)" || { echo "$verify"; exit 1; }
+    grep -q "^ExecStart=$PWD/.build/debug/hearth-aggregator " "$units/hearth-aggregator.service"
+    verify="$(systemd-analyze verify "$units/hearth-agent.service" "$units/hearth-agent.socket" "$units/hearth-aggregator.service" 2>&1)" || { echo "$verify"; exit 1; }
     if [ -n "$verify" ]; then echo "$verify"; exit 1; fi
     rm -rf "$units"
     echo "clean"
