@@ -204,9 +204,13 @@ let package = Package(
         .executableTarget(
             name: "hearth-demo",
             dependencies: [
-                "HearthCore", "HearthDatasets",
+                "HearthCore", "HearthDatasets", "HearthDemoRunner",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        .target(
+            name: "HearthDemoRunner",
+            dependencies: ["HearthCore", "HearthDatasets", "HearthControl", "HearthLocalAPI", "HearthUploader"]
         ),
         .testTarget(
             name: "HearthKernelTests",

@@ -1,14 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import HearthCore
 import HearthDatasets
+import HearthDemoRunner
 
-/// `hearth-demo`: trains Hearth's recommender on the built-in example (or a dataset CSV),
-/// measures it on held-out events and prints one shopper's recommendations.
+/// `hearth-demo`: the federation end to end on loopback (default), or the model trained
+/// centrally on one machine (`central`).
 @main
-struct HearthDemo: ParsableCommand {
+struct HearthDemo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hearth-demo",
-        abstract: "Train on the built-in example shop (or a dataset CSV) and print recommendations."
+        abstract: "Hearth end to end: an aggregator and kiosks on loopback, or central training.",
+        subcommands: [Federated.self, Central.self],
+        defaultSubcommand: Federated.self
+    )
+}
+
+/// `hearth-demo federated`: one aggregator and a few agents (kiosks) as real processes.
+struct Federated: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run hearth-aggregator and a few hearth-agents on loopback, fed from a dataset; print HR@10 per version and the epsilon spent.")
+
+    @Option(help: "Interactions CSV (default: the built-in example shop).") var dataset: String?
+    @Option(help: "Kiosks (agents).") var agents: Int = 4
+    @Option(help: "Rounds (published versions).") var rounds: Int = 6
+    @Option(help: "Embedding width.") var dim: Int = 16
+    @Option(name: .customLong("max-items"), help: "Keep the most frequent items only.") var maxItems: Int = 500
+    @Option(name: .customLong("max-users"), help: "Keep the first shoppers only.") var maxUsers: Int = 400
+    @Option(help: "Privacy mode: central (the aggregator adds the noise) or local (each kiosk does).") var mode: String = "central"
+    @Option(help: "Noise multiplier z.") var noise: Double = 0.7
+    @Option(help: "Clip norm C of each kiosk's update.") var clip: Double = 1.0
+    @Option(help: "Local training epochs per round.") var epochs: Int = 2
+    @Flag(help: "Keep the working directory (logs, databases).") var keep = false
+
+    func validate() throws {
+        guard agents >= 1, agents <= 32, rounds >= 1, dim > 0 else { throw ValidationError("--agents 1...32, --rounds and --dim positive") }
+        guard ["central", "local"].contains(mode) else { throw ValidationError("--mode is central or local") }
+    }
+
+    func run() async throws {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        let exe = n > 0 ? String(decoding: buffer[0 ..< n].map { UInt8(bitPattern: $0) }, as: UTF8.self) : ""
+        var options = FederatedDemo.Options(binaryDirectory: String(exe[..<(exe.lastIndex(of: "/") ?? exe.startIndex)]))
+        options.datasetPath = dataset
+        options.agents = agents
+        options.rounds = rounds
+        options.dimension = dim
+        options.maxItems = maxItems
+        options.maxUsers = maxUsers
+        options.mode = mode
+        options.noiseMultiplier = noise
+        options.clipNorm = clip
+        options.epochs = epochs
+        options.keepDirectory = keep
+        try await FederatedDemo(options: options, print: { Swift.print($0) }).run()
+    }
+}
+
+/// `hearth-demo central`: trains the recommender on one machine (no federation, no privacy),
+/// measures it on held-out events and prints one shopper's recommendations.
+struct Central: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train on the built-in example shop (or a dataset CSV) centrally and print recommendations."
     )
 
     @Option(help: "Interactions CSV (user_id,item_id,timestamp[,rating]); default: the built-in example shop.")
