@@ -1,0 +1,226 @@
+/// The privacy path of `UpdatePrivatizer.privatize(sessions:)` without full-size copies.
+///
+/// `privatize(sessions:)` holds, for a d-coordinate update, a Double sum, a clipped Double copy,
+/// the rounding floors and thresholds, the rounded vector and the integer total: six arrays of
+/// 8·d bytes (about 300 MiB for 6.5 M coordinates). `UpdateAccumulator` does the same work, in
+/// the same order, with the same random draws, reading the update in place:
+///
+/// - clipping: the L2 norm is computed over the caller's pieces (two passes, as
+///   `Clipping.l2Norm`), and the clip factor is applied on the fly;
+/// - rounding: the grid value `y = x·factor·scale` is recomputed from the input whenever it is
+///   needed (a deterministic function of the data), so an attempt keeps only one bit per
+///   coordinate (rounded up or not) until the exact integer norm check ‖k‖₂² ≤ ⌊Δ²⌋ passes;
+/// - summing (session unit): each contribution is folded into an `Int32` total as soon as it is
+///   rounded (|Σ| ≤ k·Δ ≤ 2^(b−1) − 1 by the grid's choice of scale, so it fits);
+/// - noise and saturation: added coordinate by coordinate while the result is handed to the
+///   caller (for example straight into an `UpdateEnvelopeWriter`).
+///
+/// The clip bound, the conditional rounding and the discrete Gaussian noise are exactly those of
+/// `privatize(sessions:)`: given the same generator the two produce identical values.
+public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
+    /// The privatizer whose grid, clip norm and noise are applied.
+    public let privatizer: UpdatePrivatizer
+    /// Clipped and rounded contributions added so far.
+    public private(set) var contributions = 0
+    /// Device unit: the one contribution, kept as the caller's pieces plus its rounding bits.
+    private var single: RoundedContribution<F>?
+    /// Session unit: the integer sum of the rounded contributions.
+    private var total: [Int32] = []
+
+    /// An empty accumulator. Throws `modeNotSupported` for secure aggregation.
+    public init(privatizer: UpdatePrivatizer) throws(PrivacyError) {
+        if privatizer.configuration.mode == .secureAggregation { throw .modeNotSupported }
+        self.privatizer = privatizer
+    }
+
+    /// Clips and rounds one contribution, given as consecutive pieces that together hold the
+    /// update's d coordinates in order (for example the embedding table, then the biases).
+    ///
+    /// Device unit: exactly one contribution (the whole update); its pieces are kept (not
+    /// copied) until `finish`, so the caller must not mutate them (that would copy them).
+    /// Session unit: the contribution is folded into the integer total at once, and the caller
+    /// may reuse its buffers. Throws `tooManySessions` beyond one contribution (device unit) or
+    /// `maxSessionsPerUpdate` (session unit), `dimensionMismatch`, `nonFiniteUpdate`,
+    /// `roundingFailed`.
+    public mutating func add<R: RandomNumberGenerator>(_ pieces: [[F]], using rng: inout R) throws(PrivacyError) {
+        let configuration = privatizer.configuration
+        let limit = configuration.unit == .session ? configuration.maxSessionsPerUpdate : 1
+        guard contributions < limit else { throw .tooManySessions }
+        let rounded = try RoundedContribution(pieces: pieces, grid: privatizer.grid, using: &rng)
+        switch configuration.unit {
+        case .device:
+            single = rounded
+        case .session:
+            if total.isEmpty { total = [Int32](repeating: 0, count: privatizer.grid.dimension) }
+            var index = 0
+            var failed = false
+            rounded.forEachValue { value in
+                let sum = Int64(total[index]) + value
+                if let exact = Int32(exactly: sum) { total[index] = exact } else { failed = true }
+                index += 1
+            }
+            if failed { throw .valueOutOfRange }
+        }
+        contributions += 1
+    }
+
+    /// What `finish` produced besides the values.
+    public struct Summary: Sendable, Equatable {
+        /// Clipped contributions summed (1 for the device unit).
+        public var contributions: Int
+        /// Coordinates that hit the bit-width limit and were saturated.
+        public var saturatedCoordinates: Int
+        /// σ² = numerator/denominator of the discrete Gaussian added on the device (nil in central mode).
+        public var deviceNoiseNumerator: UInt64?
+        /// See `deviceNoiseNumerator`.
+        public var deviceNoiseDenominator: UInt64?
+        /// Grid steps per parameter unit.
+        public var scale: Double
+    }
+
+    /// Adds the device's discrete Gaussian noise (local mode) to the sum, saturates to the bit
+    /// width and hands every coordinate, in order, to `emit`. Throws `emptyUpdate` when nothing
+    /// was added, or what `emit` throws.
+    public func finish<R: RandomNumberGenerator>(
+        using rng: inout R, emit: (Int64) throws(PrivacyError) -> Void
+    ) throws(PrivacyError) -> Summary {
+        guard contributions > 0 else { throw .emptyUpdate }
+        let grid = privatizer.grid
+        let addNoise = privatizer.configuration.mode == .local && !privatizer.sabotageDisableNoise
+        let limit = grid.maxMagnitude
+        var saturated = 0
+        func output(_ sum: Int64, _ rng: inout R) throws(PrivacyError) {
+            var v = sum
+            if addNoise { v += privatizer.noise.sample(using: &rng) }
+            if v > limit { v = limit; saturated += 1 } else if v < -limit { v = -limit; saturated += 1 }
+            try emit(v)
+        }
+        if let single {
+            var failure: PrivacyError?
+            single.forEachValue { value in
+                guard failure == nil else { return }
+                do throws(PrivacyError) { try output(value, &rng) } catch { failure = error }
+            }
+            if let failure { throw failure }
+        } else {
+            for sum in total { try output(Int64(sum), &rng) }
+        }
+        let local = privatizer.configuration.mode == .local
+        return Summary(contributions: contributions, saturatedCoordinates: saturated,
+                       deviceNoiseNumerator: local ? privatizer.noise.varianceNumerator : nil,
+                       deviceNoiseDenominator: local ? privatizer.noise.varianceDenominator : nil,
+                       scale: grid.scale)
+    }
+}
+
+/// One contribution clipped to C and rounded onto the grid, stored as the caller's pieces, the
+/// clip factor and one rounding bit per coordinate.
+struct RoundedContribution<F: BinaryFloatingPoint & Sendable>: Sendable {
+    let pieces: [[F]]
+    /// nil when the contribution is already within the clip norm (used as is, like `Clipping.clip`).
+    let factor: Double?
+    let scale: Double
+    /// Bit i set: coordinate i rounds up.
+    let up: [UInt64]
+
+    /// Clips (norm over the pieces in order, as `Clipping.l2Norm`) and rounds with the exact
+    /// conditional norm check of `IntegerGrid.round`, drawing from `rng` in the same order.
+    init<R: RandomNumberGenerator>(pieces: [[F]], grid: IntegerGrid, maxAttempts: Int = 1000,
+                                   using rng: inout R) throws(PrivacyError) {
+        var count = 0
+        for piece in pieces { count += piece.count }
+        guard count == grid.dimension else { throw .dimensionMismatch }
+        let norm = try Clipping.l2Norm(pieces: pieces)
+        self.pieces = pieces
+        self.factor = norm <= grid.clipNorm ? nil : grid.clipNorm / norm * (1 - 1e-12)
+        self.scale = grid.scale
+        // The grid values must be finite and small enough for exact floors (as `IntegerGrid.round`).
+        let limit = Double(Int64(1) << 40)
+        for piece in pieces {
+            for x in piece {
+                let y = RoundedContribution.gridValue(x, factor: factor, scale: scale)
+                guard y.isFinite, y.magnitude < limit else { throw .nonFiniteUpdate }
+            }
+        }
+        var bits = [UInt64](repeating: 0, count: (count + 63) / 64)
+        for _ in 0 ..< maxAttempts {
+            var normSquared = Word128(0)
+            var i = 0
+            for piece in pieces {
+                for x in piece {
+                    let (floor, threshold) = RoundedContribution.split(x, factor: factor, scale: scale)
+                    let up = rng.next() < threshold
+                    let word = i >> 6
+                    let mask = UInt64(1) << UInt64(i & 63)
+                    if up { bits[word] |= mask } else { bits[word] &= ~mask }
+                    let k = floor + (up ? 1 : 0)
+                    let m = k.magnitude
+                    normSquared = normSquared.adding(Word128.product(m, m)) ?? Word128(high: UInt64.max, low: UInt64.max)
+                    i += 1
+                }
+            }
+            if normSquared <= grid.sensitivitySquaredBound {
+                up = bits
+                return
+            }
+        }
+        throw .roundingFailed
+    }
+
+    /// The rounded integer of every coordinate, in order.
+    func forEachValue(_ body: (Int64) -> Void) {
+        var i = 0
+        for piece in pieces {
+            for x in piece {
+                let (floor, _) = RoundedContribution.split(x, factor: factor, scale: scale)
+                let bit = (up[i >> 6] >> UInt64(i & 63)) & 1
+                body(floor + Int64(bit))
+                i += 1
+            }
+        }
+    }
+
+    /// x·factor·scale, computed exactly as `Clipping.clip` then `IntegerGrid.round` compute it.
+    @inline(__always)
+    static func gridValue(_ x: F, factor: Double?, scale: Double) -> Double {
+        let clipped = factor.map { Double(x) * $0 } ?? Double(x)
+        return clipped * scale
+    }
+
+    /// The floor of the grid value and the 64-bit threshold of its fractional part.
+    @inline(__always)
+    static func split(_ x: F, factor: Double?, scale: Double) -> (Int64, UInt64) {
+        let y = gridValue(x, factor: factor, scale: scale)
+        let f = y.rounded(.down)
+        let fraction = y - f  // exact for |y| < 2^52
+        return (Int64(f), fraction <= 0 ? 0 : UInt64(fraction * 0x1p64))
+    }
+}
+
+extension Clipping {
+    /// The L2 norm of the concatenation of `pieces`, computed exactly as `l2Norm` computes it
+    /// for the joined vector (same order, same scaling), without joining them.
+    public static func l2Norm<F: BinaryFloatingPoint>(pieces: [[F]]) throws(PrivacyError) -> Double {
+        var count = 0
+        var largest = 0.0
+        for piece in pieces {
+            count += piece.count
+            for x in piece {
+                let v = Double(x)
+                if !v.isFinite { throw .nonFiniteUpdate }
+                let a = v.magnitude
+                if a > largest { largest = a }
+            }
+        }
+        if count == 0 { throw .emptyUpdate }
+        if largest == 0 { return 0 }
+        var sum = 0.0
+        for piece in pieces {
+            for x in piece {
+                let r = Double(x) / largest
+                sum += r * r
+            }
+        }
+        return largest * hearthSqrt(sum)
+    }
+}

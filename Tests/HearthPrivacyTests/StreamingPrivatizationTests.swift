@@ -1,0 +1,153 @@
+import Testing
+@testable import HearthPrivacy
+
+/// The streaming privacy path (`UpdateAccumulator`, `UpdateEnvelopeWriter`) against the
+/// reference path (`UpdatePrivatizer.privatize(sessions:)`, `UpdateEnvelope.encode`).
+@Suite("Streaming privatization")
+struct StreamingPrivatizationTests {
+    /// A vector split into pieces at the given cut points.
+    func pieces(_ v: [Float], cuts: [Int]) -> [[Float]] {
+        var out: [[Float]] = []
+        var start = 0
+        for cut in cuts + [v.count] {
+            out.append(Array(v[start ..< cut]))
+            start = cut
+        }
+        return out
+    }
+
+    func randomVector(_ d: Int, magnitude: Double, _ rng: inout SeededGenerator) -> [Float] {
+        (0 ..< d).map { _ in Float((uniform(&rng) * 2 - 1) * magnitude) }
+    }
+
+    func stream(_ privatizer: UpdatePrivatizer, _ contributions: [[[Float]]], seed: UInt64) throws
+        -> (values: [Int64], summary: UpdateAccumulator<Float>.Summary) {
+        var rng = SeededGenerator(seed: seed)
+        var accumulator = try UpdateAccumulator<Float>(privatizer: privatizer)
+        for c in contributions { try accumulator.add(c, using: &rng) }
+        var values: [Int64] = []
+        let summary = try accumulator.finish(using: &rng) { (v: Int64) throws(PrivacyError) in values.append(v) }
+        return (values, summary)
+    }
+
+    @Test("device unit: the same values as privatize, draw for draw", arguments: [UpdateMode.local, .central])
+    func deviceUnitMatchesReference(mode: UpdateMode) throws {
+        var data = SeededGenerator(seed: 5)
+        for (d, magnitude) in [(1, 0.3), (7, 10.0), (300, 0.01), (1000, 5.0)] {
+            let v = randomVector(d, magnitude: magnitude, &data)
+            let p = try UpdatePrivatizer(configuration: PrivacyConfiguration(clipNorm: 1, noiseMultiplier: 1.3, bitWidth: 16, mode: mode), dimension: d)
+            var rng = SeededGenerator(seed: UInt64(d))
+            let reference = try p.privatize(update: v, using: &rng)
+            let cuts = d > 3 ? [d / 3, d / 2] : []
+            let streamed = try stream(p, [pieces(v, cuts: cuts)], seed: UInt64(d))
+            #expect(streamed.values == reference.values)
+            #expect(streamed.summary.saturatedCoordinates == reference.saturatedCoordinates)
+            #expect(streamed.summary.contributions == 1)
+            #expect(streamed.summary.scale == reference.scale)
+            #expect(streamed.summary.deviceNoiseNumerator == reference.deviceNoiseVariance?.numerator)
+        }
+    }
+
+    @Test("session unit: each session clipped and rounded on its own, summed, same as privatize")
+    func sessionUnitMatchesReference() throws {
+        var data = SeededGenerator(seed: 9)
+        let d = 257
+        let sessions = (0 ..< 5).map { k in randomVector(d, magnitude: [0.001, 3, 0.2, 50, 1][k], &data) }
+        let p = try UpdatePrivatizer(configuration: PrivacyConfiguration(
+            clipNorm: 0.5, noiseMultiplier: 0.8, bitWidth: 20, unit: .session, maxSessionsPerUpdate: 5), dimension: d)
+        var rng = SeededGenerator(seed: 77)
+        let reference = try p.privatize(sessions: sessions, using: &rng)
+        let streamed = try stream(p, sessions.map { pieces($0, cuts: [100]) }, seed: 77)
+        #expect(streamed.values == reference.values)
+        #expect(streamed.summary.contributions == 5)
+        #expect(streamed.summary.saturatedCoordinates == reference.saturatedCoordinates)
+        // One more session than configured is refused, as by privatize.
+        var accumulator = try UpdateAccumulator<Float>(privatizer: p)
+        for s in sessions { try accumulator.add([s], using: &rng) }
+        #expect(throws: PrivacyError.tooManySessions) { try accumulator.add([sessions[0]], using: &rng) }
+    }
+
+    @Test("without noise the streamed update is clipped and rounded within the sensitivity")
+    func sensitivityBound() throws {
+        var data = SeededGenerator(seed: 3)
+        let d = 2000
+        // Norm far above C: clipping must bring it back to C, rounding to at most Δ.
+        let v = randomVector(d, magnitude: 1e4, &data)
+        let p = try UpdatePrivatizer(configuration: PrivacyConfiguration(clipNorm: 2, noiseMultiplier: 1, bitWidth: 24, mode: .central), dimension: d)
+        let streamed = try stream(p, [pieces(v, cuts: [1500])], seed: 4)
+        var squared = 0.0
+        for x in streamed.values { squared += Double(x) * Double(x) }
+        #expect(squared.squareRoot() <= p.grid.sensitivity)
+        // Unbiased direction: the dequantized update is close to the clipped vector.
+        let clipped = try Clipping.clip(v, to: 2)
+        var error = 0.0
+        for i in 0 ..< d { error += (Double(streamed.values[i]) / p.grid.scale - clipped[i]) * (Double(streamed.values[i]) / p.grid.scale - clipped[i]) }
+        #expect(error.squareRoot() <= Double(d).squareRoot() / p.grid.scale)
+    }
+
+    @Test("bad input is refused: wrong dimension, non-finite, empty")
+    func refusals() throws {
+        let p = try UpdatePrivatizer(configuration: PrivacyConfiguration(clipNorm: 1, noiseMultiplier: 1), dimension: 4)
+        var rng = SeededGenerator(seed: 1)
+        var accumulator = try UpdateAccumulator<Float>(privatizer: p)
+        #expect(throws: PrivacyError.dimensionMismatch) { try accumulator.add([[1, 2], [3]], using: &rng) }
+        #expect(throws: PrivacyError.nonFiniteUpdate) { try accumulator.add([[1, 2], [.nan, 4]], using: &rng) }
+        #expect(throws: PrivacyError.emptyUpdate) { _ = try accumulator.finish(using: &rng) { (_: Int64) throws(PrivacyError) in } }
+        try accumulator.add([[1, 2], [3, 4]], using: &rng)
+        #expect(throws: PrivacyError.tooManySessions) { try accumulator.add([[1, 2, 3, 4]], using: &rng) }
+    }
+
+    @Test("the norm over pieces is the norm of the joined vector")
+    func piecewiseNorm() throws {
+        var data = SeededGenerator(seed: 12)
+        let v = randomVector(999, magnitude: 3, &data)
+        #expect(try Clipping.l2Norm(pieces: pieces(v, cuts: [1, 500, 998])) == Clipping.l2Norm(v))
+        #expect(throws: PrivacyError.emptyUpdate) { try Clipping.l2Norm(pieces: [[Float](), []]) }
+    }
+
+    @Test("the envelope writer writes exactly what encode writes", arguments: [4, 13, 16, 20, 32])
+    func writerMatchesEncode(bitWidth: Int) throws {
+        var rng = SeededGenerator(seed: UInt64(bitWidth))
+        let limit = (Int64(1) << Int64(bitWidth - 1)) - 1
+        for d in [1, 2, 3, 9, 1001] {
+            let values = (0 ..< d).map { _ in Int64(bitPattern: rng.next() % UInt64(2 * limit + 1)) - limit }
+            let key = IdempotencyKey(using: &rng)
+            let envelope = UpdateEnvelope(modelVersion: 42, mode: .local, unit: .session, contributions: 3,
+                                          noiseMultiplier: 1.1, samplingRate: 0.5, clipNorm: 0.7, bitWidth: bitWidth,
+                                          scale: 123.5, values: values, idempotencyKey: key)
+            var writer = try UpdateEnvelopeWriter(modelVersion: 42, mode: .local, unit: .session, contributions: 3,
+                                                  noiseMultiplier: 1.1, samplingRate: 0.5, clipNorm: 0.7, bitWidth: bitWidth,
+                                                  scale: 123.5, dimension: d, idempotencyKey: key)
+            for v in values { try writer.append(v) }
+            let bytes = try writer.finish()
+            #expect(bytes == (try envelope.encode()))
+            #expect(try UpdateEnvelope.decode(bytes) == envelope)
+        }
+    }
+
+    @Test("the envelope writer refuses what encode refuses")
+    func writerRefusals() throws {
+        var rng = SeededGenerator(seed: 1)
+        let key = IdempotencyKey(using: &rng)
+        func writer(mode: UpdateMode = .local, unit: PrivacyUnit = .device, contributions: Int = 1, z: Double = 1,
+                    bitWidth: Int = 8, dimension: Int = 2) throws(PrivacyError) -> UpdateEnvelopeWriter {
+            try UpdateEnvelopeWriter(modelVersion: 1, mode: mode, unit: unit, contributions: contributions, noiseMultiplier: z,
+                                     samplingRate: 1, clipNorm: 1, bitWidth: bitWidth, scale: 1, dimension: dimension,
+                                     idempotencyKey: key)
+        }
+        #expect(throws: PrivacyError.modeNotSupported) { try writer(mode: .secureAggregation) }
+        #expect(throws: PrivacyError.invalidBitWidth) { try writer(bitWidth: 3) }
+        #expect(throws: PrivacyError.invalidNoiseMultiplier) { try writer(z: 0) }
+        #expect(throws: PrivacyError.tooManySessions) { try writer(contributions: 2) }
+        #expect(throws: PrivacyError.malformedEnvelope) { try writer(dimension: 0) }
+        var w = try writer()
+        #expect(throws: PrivacyError.valueOutOfRange) { try w.append(128) }
+        #expect(throws: PrivacyError.valueOutOfRange) { try w.append(-128) }
+        try w.append(127)
+        let short = w
+        #expect(throws: PrivacyError.malformedEnvelope) { try short.finish() }
+        try w.append(-127)
+        #expect(throws: PrivacyError.malformedEnvelope) { try w.append(0) }
+        #expect(try UpdateEnvelope.decode(w.finish()).values == [127, -127])
+    }
+}
