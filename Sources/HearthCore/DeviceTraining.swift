@@ -46,23 +46,7 @@ public struct DeviceTraining: Sendable {
     ) -> Result {
         let start = model.parameters
         let startLocal = local.count == start.dimension ? local : [Float](repeating: 0, count: start.dimension)
-        var sessions: [[Event]] = []
-        var sessionIndex: [String: Int] = [:]
-        var skipped = 0
-        for record in records {
-            guard let item = model.catalog.index(of: record.item) else {
-                skipped += 1
-                continue
-            }
-            let event = Event(item: item, kind: record.kind, session: DeviceTraining.sessionKey(record.session),
-                              timestamp: record.timestampMilliseconds / 1000)
-            if let index = sessionIndex[record.session] {
-                sessions[index].append(event)
-            } else {
-                sessionIndex[record.session] = sessions.count
-                sessions.append([event])
-            }
-        }
+        let (sessions, skipped) = DeviceTraining.sessions(of: records, catalog: model.catalog)
         // Sequential pass: the device-unit update, and in any case the local embedding.
         var parameters = start
         var embedding = startLocal
@@ -88,6 +72,104 @@ public struct DeviceTraining: Sendable {
         }
         return Result(parameters: parameters, local: embedding, update: update, sessionUpdates: sessionUpdates,
                       eventsUsed: records.count - skipped, eventsSkipped: skipped)
+    }
+
+    /// What `stream` did.
+    public struct StreamSummary: Sendable {
+        /// The device embedding after training over every session in order (stays on the device).
+        public var local: [Float]
+        /// Events that mapped to catalogue items.
+        public var eventsUsed: Int
+        /// Events whose item is not in the model's catalogue (skipped).
+        public var eventsSkipped: Int
+        /// Sessions in the events.
+        public var sessions: Int
+        /// Contributions handed to the caller.
+        public var contributions: Int
+        /// False when `shouldStop` ended training early. Contributions handed over before the
+        /// stop are incomplete: the caller must discard the round.
+        public var completed: Bool
+    }
+
+    /// The round of `run` with one full-size parameter buffer instead of several.
+    ///
+    /// Trains a copy of the global parameters in place and turns that same buffer into the
+    /// update (`trained − start`, in place), then hands it to `contribution`:
+    /// - device unit (`perSession: false`): once, the whole update (`run`'s `update`);
+    /// - session unit: the contributions of the last `maxContributions` sessions, one at a time,
+    ///   each trained from the same start on the same reused buffer (`run`'s `sessionUpdates`
+    ///   suffix); earlier sessions still train the local embedding.
+    ///
+    /// The buffer passed to `contribution` is reused afterwards for the next session: a caller
+    /// that keeps it past the call (device unit) gets it untouched, one that keeps it in the
+    /// session unit makes the next session copy it. `shouldStop` is asked before every training
+    /// step; when it answers true training stops and the summary says `completed: false`.
+    public func stream<R: RandomNumberGenerator, E: Error>(
+        model: Model, records: [EventRecord], local: [Float], perSession: Bool = false, maxContributions: Int = 1,
+        using rng: inout R, shouldStop: () -> Bool = { false },
+        contribution: (GlobalParameters) throws(E) -> Void
+    ) throws(E) -> StreamSummary {
+        let start = model.parameters
+        let startLocal = local.count == start.dimension ? local : [Float](repeating: 0, count: start.dimension)
+        let (sessions, skipped) = DeviceTraining.sessions(of: records, catalog: model.catalog)
+        var summary = StreamSummary(local: startLocal, eventsUsed: records.count - skipped, eventsSkipped: skipped,
+                                    sessions: sessions.count, contributions: 0, completed: false)
+        // Sequential pass: the device-unit update, and in any case the local embedding.
+        var buffer = start
+        var embedding = startLocal
+        var stopped = false
+        for session in sessions where !stopped {
+            for _ in 0 ..< epochs where !stopped {
+                trainer.train(sequence: session[...], parameters: &buffer, local: &embedding, using: &rng, shouldStop: shouldStop)
+                stopped = shouldStop()
+            }
+        }
+        summary.local = embedding
+        if stopped { return summary }
+        if !perSession {
+            buffer.subtract(start)
+            summary.contributions = 1
+            try contribution(buffer)
+            summary.completed = true
+            return summary
+        }
+        for session in sessions.suffix(max(0, maxContributions)) {
+            buffer.assign(from: start)
+            var ownLocal = startLocal
+            for _ in 0 ..< epochs where !stopped {
+                trainer.train(sequence: session[...], parameters: &buffer, local: &ownLocal, using: &rng, shouldStop: shouldStop)
+                stopped = shouldStop()
+            }
+            if stopped { return summary }
+            buffer.subtract(start)
+            summary.contributions += 1
+            try contribution(buffer)
+        }
+        summary.completed = true
+        return summary
+    }
+
+    /// The records as per-session chronological event lists (first-seen session order), and
+    /// the number of records whose item is not in `catalog`.
+    static func sessions(of records: [EventRecord], catalog: Catalog) -> ([[Event]], Int) {
+        var sessions: [[Event]] = []
+        var sessionIndex: [String: Int] = [:]
+        var skipped = 0
+        for record in records {
+            guard let item = catalog.index(of: record.item) else {
+                skipped += 1
+                continue
+            }
+            let event = Event(item: item, kind: record.kind, session: DeviceTraining.sessionKey(record.session),
+                              timestamp: record.timestampMilliseconds / 1000)
+            if let index = sessionIndex[record.session] {
+                sessions[index].append(event)
+            } else {
+                sessionIndex[record.session] = sessions.count
+                sessions.append([event])
+            }
+        }
+        return (sessions, skipped)
     }
 
     /// A stable 64-bit key for a session id (FNV-1a over its UTF-8 bytes).

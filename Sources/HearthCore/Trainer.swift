@@ -49,6 +49,17 @@ public struct Trainer: Sendable {
     public func train<R: RandomNumberGenerator>(
         sequence: ArraySlice<Event>, parameters: inout GlobalParameters, local: inout [Float], using rng: inout R
     ) -> Float {
+        train(sequence: sequence, parameters: &parameters, local: &local, using: &rng, shouldStop: { false })
+    }
+
+    /// As `train(sequence:parameters:local:using:)`, asking `shouldStop` before every step and
+    /// returning early (the steps taken so far stay applied) when it answers true. This is how a
+    /// device bounds a round's time.
+    @discardableResult
+    public func train<R: RandomNumberGenerator>(
+        sequence: ArraySlice<Event>, parameters: inout GlobalParameters, local: inout [Float], using rng: inout R,
+        shouldStop: () -> Bool
+    ) -> Float {
         let d = parameters.dimension
         let n = parameters.itemCount
         guard n > 1, local.count == d, !sequence.isEmpty else { return 0 }
@@ -60,6 +71,7 @@ public struct Trainer: Sendable {
         var totalLoss: Float = 0
         var steps = 0
         for t in sequence.indices {
+            if shouldStop() { break }
             let historyStart = max(sequence.startIndex, t - config.historyLength)
             let history = sequence[historyStart ..< t]
             let target = Int(sequence[t].item)

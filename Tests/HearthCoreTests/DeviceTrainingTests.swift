@@ -53,6 +53,80 @@ struct DeviceTrainingTests {
         #expect(differenced != onlyB.sessionUpdates[0])
     }
 
+    @Test("streaming, device unit: one contribution, equal to run's update, trained in place")
+    func streamDeviceUnit() throws {
+        let model = try Fixtures.randomModel(items: 30, dimension: 8, seed: 2)
+        let events = try records([("item-1", .view, "a"), ("item-2", .cart, "a"), ("item-3", .purchase, "a"),
+                                  ("item-7", .click, "b"), ("item-9", .purchase, "b"), ("unknown", .view, "b")])
+        var rng = Xoshiro256(seed: 1)
+        let reference = DeviceTraining(epochs: 2).run(model: model, records: events, local: [], using: &rng)
+        rng = Xoshiro256(seed: 1)
+        var handed: [[Float]] = []
+        let summary = DeviceTraining(epochs: 2).stream(model: model, records: events, local: [], using: &rng) { delta in
+            handed.append(delta.embeddings + delta.bias)
+        }
+        #expect(summary.completed)
+        #expect(summary.contributions == 1 && handed.count == 1)
+        #expect(handed.first == reference.update)
+        #expect(summary.local == reference.local)
+        #expect(summary.eventsUsed == 5 && summary.eventsSkipped == 1 && summary.sessions == 2)
+        #expect(model.parameters == (try Fixtures.randomModel(items: 30, dimension: 8, seed: 2)).parameters, "the model is untouched")
+    }
+
+    @Test("streaming, session unit: the last k sessions' contributions, as run computes them")
+    func streamSessionUnit() throws {
+        let model = try Fixtures.randomModel(items: 25, dimension: 4, seed: 3)
+        let events = try records([("item-0", .view, "a"), ("item-1", .cart, "a"), ("item-4", .click, "b"),
+                                  ("item-5", .purchase, "b"), ("item-9", .view, "c"), ("item-2", .purchase, "c")])
+        var rng = Xoshiro256(seed: 8)
+        let reference = DeviceTraining().run(model: model, records: events, local: [], perSession: true, using: &rng)
+        rng = Xoshiro256(seed: 8)
+        var handed: [[Float]] = []
+        let all = DeviceTraining().stream(model: model, records: events, local: [], perSession: true, maxContributions: 3,
+                                          using: &rng) { delta in handed.append(delta.embeddings + delta.bias) }
+        #expect(all.completed && all.contributions == 3)
+        #expect(handed == reference.sessionUpdates)
+        // Only the last two: the two-item model trains independently of the generator, so the
+        // contributions can be compared across runs.
+        let small = try Fixtures.randomModel(items: 2, dimension: 4, seed: 2)
+        let two = try records([("item-0", .view, "a"), ("item-1", .cart, "a"), ("item-1", .click, "b"),
+                               ("item-0", .purchase, "b"), ("item-0", .view, "c")])
+        let full = DeviceTraining().run(model: small, records: two, local: [], perSession: true, using: &rng)
+        handed = []
+        let last = DeviceTraining().stream(model: small, records: two, local: [], perSession: true, maxContributions: 2,
+                                           using: &rng) { delta in handed.append(delta.embeddings + delta.bias) }
+        #expect(last.contributions == 2)
+        #expect(handed == Array(full.sessionUpdates.suffix(2)))
+        #expect(last.local == full.local)
+    }
+
+    @Test("streaming stops when asked and hands nothing over")
+    func streamStops() throws {
+        let model = try Fixtures.randomModel(items: 30, dimension: 8, seed: 2)
+        let events = try records((0 ..< 40).map { ("item-\($0 % 30)", EventKind.view, "s") })
+        var rng = Xoshiro256(seed: 1)
+        var steps = 0
+        var handed = 0
+        let summary = DeviceTraining().stream(model: model, records: events, local: [], using: &rng,
+                                              shouldStop: { steps += 1; return steps > 10 }) { _ in handed += 1 }
+        #expect(!summary.completed)
+        #expect(handed == 0 && summary.contributions == 0)
+        #expect(steps <= 12, "training must stop at the first step after the deadline")
+        let finished = DeviceTraining().stream(model: model, records: events, local: [], using: &rng) { _ in handed += 1 }
+        #expect(finished.completed && handed == 1)
+    }
+
+    @Test("in-place subtraction and assignment give difference and copy")
+    func inPlaceArithmetic() throws {
+        let a = try Fixtures.randomModel(items: 11, dimension: 3, seed: 1).parameters
+        let b = try Fixtures.randomModel(items: 11, dimension: 3, seed: 2).parameters
+        var c = a
+        c.subtract(b)
+        #expect(c.embeddings + c.bias == GlobalParameters.difference(a, b))
+        c.assign(from: b)
+        #expect(c == b)
+    }
+
     @Test("session keys are stable and distinct")
     func sessionKeys() {
         #expect(DeviceTraining.sessionKey("s-1") == DeviceTraining.sessionKey("s-1"))
