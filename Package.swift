@@ -192,7 +192,7 @@ let package = Package(
         ),
         .target(
             name: "HearthTestSupport",
-            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI"]
+            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI", "HearthPrivacy"]
         ),
         .executableTarget(
             name: "hearth-bench",

@@ -14,6 +14,17 @@ public struct JournaldLogHandler: LogHandler {
 
     public init(label: String) { self.label = label }
 
+    /// Bootstraps swift-log with this handler at `levelName` (`info` when unknown). Call once,
+    /// from an executable's `run`.
+    public static func bootstrap(levelName: String) {
+        let level = Logger.Level(rawValue: levelName) ?? .info
+        LoggingSystem.bootstrap { label in
+            var handler = JournaldLogHandler(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+
     public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
         get { metadata[key] }
         set { metadata[key] = newValue }

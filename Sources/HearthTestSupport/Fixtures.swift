@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import HearthCore
+import HearthPrivacy
 import HearthDatasets
 
 /// Shared fixtures for Hearth's tests: seeded models and the location of the shared datasets.
@@ -43,6 +44,20 @@ public enum Fixtures {
 }
 
 extension Fixtures {
+    /// A device update for `version` made exactly as an agent makes one: small random deltas,
+    /// clipped, rounded and (in local mode) noised by `UpdatePrivatizer`, then encoded, with
+    /// all 16 key bytes equal to `key`. Returns the bytes and the key's hex (the header value).
+    public static func privatizedEnvelope(version: UInt64, key: UInt8, dimension: Int, seed: UInt64,
+                                          privacy: PrivacyConfiguration) throws -> (bytes: [UInt8], key: String) {
+        var rng = Xoshiro256(seed: seed)
+        let raw = (0 ..< dimension).map { _ in Float.random(in: -0.05 ... 0.05, using: &rng) }
+        let update = try UpdatePrivatizer(configuration: privacy, dimension: dimension).privatize(update: raw, using: &rng)
+        let idempotency = try IdempotencyKey(bytes: [UInt8](repeating: key, count: 16))
+        let bytes = try UpdateEnvelope(update: update, configuration: privacy, modelVersion: version, samplingRate: 1,
+                                       idempotencyKey: idempotency).encode()
+        return (bytes, idempotency.hex)
+    }
+
     /// Rewrites the trailing CRC-32 of an update envelope (or model file section) after a
     /// deliberate edit, so that a test reaches the check behind the checksum.
     public static func recomputeTrailingChecksum(_ bytes: inout [UInt8]) {

@@ -53,12 +53,7 @@ struct HearthAgentCommand: AsyncParsableCommand {
             print("configuration OK")
             return
         }
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = JournaldLogHandler(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        JournaldLogHandler.bootstrap(levelName: logLevel)
         let logger = Logger(label: "hearth.agent")
         do {
             try await serve(configuration: configuration, logger: logger)

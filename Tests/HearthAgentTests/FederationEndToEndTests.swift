@@ -79,16 +79,9 @@ struct FederationEndToEndTests {
         return #"{"events": ["# + list.joined(separator: ",") + "]}"
     }
 
-    /// A device update for `version` made exactly as an agent makes one.
     func envelope(version: UInt64, key: UInt8, dimension: Int, seed: UInt64) throws -> (bytes: [UInt8], key: String) {
-        let privacy = PrivacyConfiguration(clipNorm: 1, noiseMultiplier: 1, bitWidth: 16, mode: .local, unit: .device)
-        var rng = Xoshiro256(seed: seed)
-        let raw = (0 ..< dimension).map { _ in Float.random(in: -0.05 ... 0.05, using: &rng) }
-        let update = try UpdatePrivatizer(configuration: privacy, dimension: dimension).privatize(update: raw, using: &rng)
-        let idempotency = try IdempotencyKey(bytes: [UInt8](repeating: key, count: 16))
-        let bytes = try UpdateEnvelope(update: update, configuration: privacy, modelVersion: version, samplingRate: 1,
-                                       idempotencyKey: idempotency).encode()
-        return (bytes, idempotency.hex)
+        try Fixtures.privatizedEnvelope(version: version, key: key, dimension: dimension, seed: seed,
+                                        privacy: PrivacyConfiguration(clipNorm: 1, noiseMultiplier: 1, bitWidth: 16, mode: .local, unit: .device))
     }
 
     @Test("an aggregator and three agents: upload, publish, fetch, verify, serve; replays once; hostile uploads refused")

@@ -57,13 +57,7 @@ final class Harness: @unchecked Sendable {
         let privacy = PrivacyConfiguration(clipNorm: configuration.clipNorm, noiseMultiplier: configuration.noiseMultiplier,
                                            bitWidth: configuration.bitWidth, mode: mode, unit: .device,
                                            headroom: configuration.headroom)
-        var rng = Xoshiro256(seed: seed)
-        let raw = (0 ..< d).map { _ in Float.random(in: -0.05 ... 0.05, using: &rng) }
-        let update = try UpdatePrivatizer(configuration: privacy, dimension: d).privatize(update: raw, using: &rng)
-        let idempotency = try IdempotencyKey(bytes: [UInt8](repeating: key, count: 16))
-        let bytes = try UpdateEnvelope(update: update, configuration: privacy, modelVersion: version, samplingRate: 1,
-                                       idempotencyKey: idempotency).encode()
-        return (bytes, idempotency.hex)
+        return try Fixtures.privatizedEnvelope(version: version, key: key, dimension: d, seed: seed, privacy: privacy)
     }
 }
 
