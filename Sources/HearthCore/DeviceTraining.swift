@@ -50,8 +50,10 @@ public struct DeviceTraining: Sendable {
         // Sequential pass: the device-unit update, and in any case the local embedding.
         var parameters = start
         var embedding = startLocal
-        for session in sessions {
-            for _ in 0 ..< epochs {
+        // Epoch-major: every session once per epoch (many epochs over one session before the
+        // next would fit each shopper in turn and forget the earlier ones).
+        for _ in 0 ..< epochs {
+            for session in sessions {
                 trainer.train(sequence: session[...], parameters: &parameters, local: &embedding, using: &rng)
             }
         }
@@ -118,8 +120,8 @@ public struct DeviceTraining: Sendable {
         var buffer = start
         var embedding = startLocal
         var stopped = false
-        for session in sessions where !stopped {
-            for _ in 0 ..< epochs where !stopped {
+        for _ in 0 ..< epochs where !stopped {
+            for session in sessions where !stopped {
                 trainer.train(sequence: session[...], parameters: &buffer, local: &embedding, using: &rng, shouldStop: shouldStop)
                 stopped = shouldStop()
             }
