@@ -145,12 +145,28 @@ struct Devices: AsyncParsableCommand {
                                                     subcommands: [Add.self, List.self, Revoke.self])
 
     struct Add: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Enrol a device; prints its credential once.")
+        static let configuration = CommandConfiguration(
+            abstract: "Enrol a device; prints its credential once.",
+            discussion: """
+                With --count N, enrols a fleet NAME-0 ... NAME-(N-1) through one store connection \
+                and prints one `name<TAB>credential` line per device.
+                """)
         @OptionGroup var options: ConfigOptions
-        @Argument(help: "Device name (1-64 bytes).") var name: String
+        @Argument(help: "Device name (1-64 bytes); with --count, the prefix of the names.") var name: String
+        @Option(help: "Enrol this many devices, NAME-0 ... NAME-(N-1).") var count: Int?
+
+        func validate() throws {
+            if let count, !(1 ... 1_000_000).contains(count) {
+                throw ValidationError("--count must be in 1...1000000")
+            }
+        }
 
         func run() async throws {
             let configuration = try options.load()
+            if let count {
+                try await reportingErrors { try enrolFleet(configuration, count: count) }
+                return
+            }
             let credential = DeviceCredential.generate()
             try await reportingErrors {
                 let store = try AggregatorSetup.openStore(configuration)
@@ -163,6 +179,34 @@ struct Devices: AsyncParsableCommand {
             }
             // The credential is shown once and never stored: only its SHA-256 is kept.
             print(credential)
+        }
+
+        /// Enrols `name-0` ... `name-(count-1)` through one store connection, printing each
+        /// `name<TAB>credential` line as soon as that device is stored (so a failure part-way
+        /// never loses a credential that was enrolled). Refuses up front if any name is taken.
+        private func enrolFleet(_ configuration: AggregatorConfiguration, count: Int) throws(AggregatorError) {
+            let store = try AggregatorSetup.openStore(configuration)
+            defer { store.close() }
+            let names = (0 ..< count).map { "\(name)-\($0)" }
+            let taken: Set<String>
+            do {
+                taken = Set(try store.devices().map(\.name))
+            } catch {
+                throw .store("\(error)")
+            }
+            if let clash = names.first(where: taken.contains) {
+                throw .configuration("cannot enrol the fleet: '\(clash)' is taken; nothing was enrolled")
+            }
+            let now = wallClockMilliseconds()
+            for (index, device) in names.enumerated() {
+                let credential = DeviceCredential.generate()
+                do {
+                    try store.addDevice(name: device, tokenHash: DeviceCredential.hash(credential), now: now)
+                } catch {
+                    throw .configuration("cannot enrol '\(device)': \(error); \(index) of \(count) were enrolled and printed above")
+                }
+                print("\(device)\t\(credential)")
+            }
         }
     }
 
