@@ -197,7 +197,7 @@ let package = Package(
         .executableTarget(
             name: "hearth-bench",
             dependencies: [
-                "HearthCore", "HearthDatasets", "CHearthBench",
+                "HearthCore", "HearthDatasets", "CHearthBench", "HearthUploader", "HearthPrivacy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -5,11 +5,11 @@ import HearthDatasets
 
 /// `hearth-bench`: benchmarks that print figures, each against a reference measured in the same run.
 @main
-struct HearthBench: ParsableCommand {
+struct HearthBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hearth-bench",
-        abstract: "Hearth benchmarks: scoring kernels against the memory roofline, quantisation cost.",
-        subcommands: [Scoring.self, Quantization.self, ModelFixture.self]
+        abstract: "Hearth benchmarks: scoring kernels against the memory roofline, quantisation cost, aggregator load.",
+        subcommands: [Scoring.self, Quantization.self, ModelFixture.self, AggregatorLoad.self]
     )
 }
 
