@@ -80,7 +80,8 @@ public enum AggregatorSetup {
         return signer
     }
 
-    static func readSmallFile(_ path: String) -> [UInt8]? {
+    /// The file at `path` (up to 64 KiB: keys and configuration files), or nil.
+    public static func readSmallFile(_ path: String) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

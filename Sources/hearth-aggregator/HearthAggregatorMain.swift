@@ -32,7 +32,7 @@ struct ConfigOptions: ParsableArguments {
     var overrides: [String] = []
 
     func load() throws -> AggregatorConfiguration {
-        guard let bytes = readWholeFile(config) else {
+        guard let bytes = AggregatorSetup.readSmallFile(config) else {
             writeStderr("hearth-aggregator: cannot read the configuration \(config)\n")
             throw ExitCode(2)
         }
@@ -100,12 +100,7 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         let configuration = try options.load()
-        let level = Logger.Level(rawValue: logLevel) ?? .info
-        LoggingSystem.bootstrap { label in
-            var handler = JournaldLogHandler(label: label)
-            handler.logLevel = level
-            return handler
-        }
+        JournaldLogHandler.bootstrap(levelName: logLevel)
         let logger = Logger(label: "hearth.aggregator")
         try await reportingErrors {
             let metrics = AggregatorMetrics()
@@ -308,21 +303,6 @@ struct Rollback: AsyncParsableCommand {
         }
         print("version \(published) now serves the parameters of version \(version)")
     }
-}
-
-/// The file at `path` (up to 1 MiB), or nil.
-func readWholeFile(_ path: String) -> [UInt8]? {
-    guard let fd = Optional(open(path, O_RDONLY | O_CLOEXEC)), fd >= 0 else { return nil }
-    defer { close(fd) }
-    var bytes: [UInt8] = []
-    var chunk = [UInt8](repeating: 0, count: 16 * 1024)
-    while bytes.count <= 1 << 20 {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-        if n < 0 { if errno == EINTR { continue }; return nil }
-        if n == 0 { return bytes }
-        bytes.append(contentsOf: chunk[0 ..< n])
-    }
-    return nil
 }
 
 /// Writes `bytes` to `path` (replacing it); false on failure.
