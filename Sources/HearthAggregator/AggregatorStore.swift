@@ -131,6 +131,13 @@ public final class AggregatorStore {
         try s.run()
     }
 
+    /// Enrols several devices in one transaction: all or none (a taken name fails the batch).
+    public func addDevices(_ devices: [(name: String, tokenHash: [UInt8])], now: Int64) throws(StoreError) {
+        try connection.transaction { () throws(StoreError) in
+            for device in devices { try addDevice(name: device.name, tokenHash: device.tokenHash, now: now) }
+        }
+    }
+
     /// Revokes a device; false when no such (unrevoked) device exists.
     public func revokeDevice(name: String, now: Int64) throws(StoreError) -> Bool {
         let s = try connection.prepare("UPDATE devices SET revoked_ms = ? WHERE name = ? AND revoked_ms IS NULL")

@@ -29,7 +29,7 @@ public enum DeviceCredential {
         guard let header else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = String(parts[1]).trimmingTrailingSpaces()
+        let token = String(parts[1]).trimmingSpaces()
         guard !token.isEmpty, token.utf8.count <= 256 else { return nil }
         return token
     }
@@ -47,8 +47,9 @@ public enum DeviceCredential {
 }
 
 extension String {
-    fileprivate func trimmingTrailingSpaces() -> String {
+    fileprivate func trimmingSpaces() -> String {
         var s = Substring(self)
+        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
         while s.last == " " || s.last == "\t" { s = s.dropLast() }
         return String(s)
     }

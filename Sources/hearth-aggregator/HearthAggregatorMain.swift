@@ -176,32 +176,18 @@ struct Devices: AsyncParsableCommand {
             print(credential)
         }
 
-        /// Enrols `name-0` ... `name-(count-1)` through one store connection, printing each
-        /// `name<TAB>credential` line as soon as that device is stored (so a failure part-way
-        /// never loses a credential that was enrolled). Refuses up front if any name is taken.
+        /// Enrols `name-0` ... `name-(count-1)` in one transaction (all or none), then prints one
+        /// `name<TAB>credential` line per device. Refuses the whole fleet if any name is taken.
         private func enrolFleet(_ configuration: AggregatorConfiguration, count: Int) throws(AggregatorError) {
             let store = try AggregatorSetup.openStore(configuration)
             defer { store.close() }
-            let names = (0 ..< count).map { "\(name)-\($0)" }
-            let taken: Set<String>
+            let fleet = (0 ..< count).map { ("\(name)-\($0)", DeviceCredential.generate()) }
             do {
-                taken = Set(try store.devices().map(\.name))
+                try store.addDevices(fleet.map { (name: $0.0, tokenHash: DeviceCredential.hash($0.1)) }, now: wallClockMilliseconds())
             } catch {
-                throw .store("\(error)")
+                throw .configuration("cannot enrol the fleet (is a name taken?): \(error); nothing was enrolled")
             }
-            if let clash = names.first(where: taken.contains) {
-                throw .configuration("cannot enrol the fleet: '\(clash)' is taken; nothing was enrolled")
-            }
-            let now = wallClockMilliseconds()
-            for (index, device) in names.enumerated() {
-                let credential = DeviceCredential.generate()
-                do {
-                    try store.addDevice(name: device, tokenHash: DeviceCredential.hash(credential), now: now)
-                } catch {
-                    throw .configuration("cannot enrol '\(device)': \(error); \(index) of \(count) were enrolled and printed above")
-                }
-                print("\(device)\t\(credential)")
-            }
+            for (device, credential) in fleet { print("\(device)\t\(credential)") }
         }
     }
 

@@ -257,3 +257,39 @@ struct AggregatorTests {
         }
     }
 }
+
+@Suite("Aggregator store")
+struct AggregatorStoreTests {
+    @Test("a fleet is enrolled all or none; credentials are kept only as hashes; revocation sticks")
+    func fleetEnrolment() throws {
+        try withTemporaryDirectory { dir in
+            let store = try AggregatorStore(path: dir + "/a.db")
+            let first = (0 ..< 3).map { (name: "k-\($0)", tokenHash: DeviceCredential.hash("cred-\($0)")) }
+            try store.addDevices(first, now: 1)
+            // One clash (k-2) fails the whole batch: k-3 is not enrolled either.
+            #expect(throws: (any Error).self) {
+                try store.addDevices([(name: "k-3", tokenHash: DeviceCredential.hash("cred-3")),
+                                      (name: "k-2", tokenHash: DeviceCredential.hash("other"))], now: 2)
+            }
+            #expect(try store.devices().map(\.name) == ["k-0", "k-1", "k-2"])
+            #expect(try store.device(tokenHash: DeviceCredential.hash("cred-1"))?.name == "k-1")
+            #expect(try store.device(tokenHash: DeviceCredential.hash("cred-3")) == nil)
+            #expect(try store.revokeDevice(name: "k-1", now: 3))
+            #expect(try store.device(tokenHash: DeviceCredential.hash("cred-1"))?.revoked == true)
+            #expect(try !store.revokeDevice(name: "k-1", now: 4))
+            #expect(try store.integrityCheck() == ["ok"])
+            store.close()
+        }
+    }
+
+    @Test("bearer header parsing")
+    func bearer() {
+        #expect(DeviceCredential.bearer("Bearer hrth_abc") == "hrth_abc")
+        #expect(DeviceCredential.bearer("bearer   hrth_abc  ") == "hrth_abc")
+        #expect(DeviceCredential.bearer("Basic dXNlcjpwdw==") == nil)
+        #expect(DeviceCredential.bearer("Bearer") == nil)
+        #expect(DeviceCredential.bearer(nil) == nil)
+        #expect(DeviceCredential.generate().utf8.count == 69)
+        #expect(DeviceCredential.generate() != DeviceCredential.generate())
+    }
+}
