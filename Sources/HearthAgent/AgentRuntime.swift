@@ -10,8 +10,11 @@ import Logging
 ///
 /// The runtime is the single writer of the device store: every event, ledger entry, outbox
 /// item and local-state value goes through this actor. Serving (`recommendations`, `rank`)
-/// reads the current model held here; a training round trains on a detached task so serving is
-/// never blocked by it, and only comes back to the actor to record its result.
+/// reads the current model held here; a training round trains on its own thread at the lowest
+/// CPU priority (`TrainingThread`) so serving is never blocked by it, and only comes back to the
+/// actor to record its result. A round that runs past `training.max_seconds` (measured with the
+/// injected clock) is abandoned: nothing is recorded, no budget is spent, and the next round
+/// takes half as many events.
 public actor AgentRuntime: LocalAPIBackend {
     /// Local-state key: the highest event sequence already used by a training round.
     public static let lastTrainedSequenceKey = "last_trained_sequence"
@@ -22,6 +25,10 @@ public actor AgentRuntime: LocalAPIBackend {
     private let logger: Logger
     private let store: DeviceStore
     private let kernel: ScoringKernel
+    private let clock: @Sendable () -> Int64
+    /// The most events the next round takes: halved after a round overran its time, restored
+    /// (doubling) after rounds that finish.
+    private var roundEventLimit = AgentRuntime.maxEventsPerRound
     private var model: Model?
     private var embedding: [Float]?
     private var ledger: PrivacyLedger
@@ -41,9 +48,13 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// Opens (or creates) the store under `configuration.stateDirectory`, loads
     /// `models/current.hrth` if present, picks the kernel and rebuilds the ledger.
-    public init(configuration: AgentConfiguration, logger: Logger) throws(AgentError) {
+    ///
+    /// - Parameter clock: monotonic milliseconds, for the training deadline (tests inject one).
+    public init(configuration: AgentConfiguration, logger: Logger,
+                clock: @escaping @Sendable () -> Int64 = AgentClock.monotonicMilliseconds) throws(AgentError) {
         self.configuration = configuration
         self.logger = logger
+        self.clock = clock
         let state = configuration.stateDirectory
         modelDirectory = state + "/models"
         try FileSupport.makeDirectories(modelDirectory)
@@ -144,6 +155,8 @@ public actor AgentRuntime: LocalAPIBackend {
                 "last_decision": .optional(lastDecision),
                 "in_progress": .bool(training),
                 "last_trained_sequence": .integer(Int64(clamping: lastTrainedSequence())),
+                "max_seconds": .int(configuration.maxTrainingSeconds),
+                "event_limit": .int(roundEventLimit),
             ],
         ]
         if !lastRound.isEmpty { extra["last_round"] = .object(lastRound) }
@@ -212,6 +225,8 @@ public actor AgentRuntime: LocalAPIBackend {
         case skipped(String)
         /// The privacy budget refuses another upload.
         case refused(String)
+        /// The round ran past `training.max_seconds` and was dropped (nothing recorded).
+        case abandoned(String)
     }
 
     /// Events logged since the last round.
@@ -250,7 +265,7 @@ public actor AgentRuntime: LocalAPIBackend {
         let since = lastTrainedSequence()
         let stored: [StoredEvent]
         do throws(StoreError) {
-            stored = try store.events(after: Int64(clamping: since), limit: AgentRuntime.maxEventsPerRound)
+            stored = try store.events(after: Int64(clamping: since), limit: roundEventLimit)
         } catch {
             throw .training("cannot read the event log: \(error.message)")
         }
@@ -265,25 +280,37 @@ public actor AgentRuntime: LocalAPIBackend {
             learningRate: Float(configuration.learningRate), historyLength: configuration.historyLength))
         let rounds = DeviceTraining(trainer: trainer, epochs: configuration.epochs)
         let started = unixMilliseconds()
-        let work = Task.detached(priority: .background) { () throws -> TrainedUpdate in
-            var rng = SystemRandomNumberGenerator()
-            let result = rounds.run(model: model, records: records, local: local,
-                                    perSession: privacy.unit == .session, using: &rng)
-            let privatizer = try UpdatePrivatizer(configuration: privacy, dimension: result.update.count)
-            let sessions = privacy.unit == .session
-                ? Array(result.sessionUpdates.suffix(privacy.maxSessionsPerUpdate)) : [result.update]
-            let update = try privatizer.privatize(sessions: sessions.isEmpty ? [result.update] : sessions, using: &rng)
-            let key = IdempotencyKey(using: &rng)
-            let envelope = UpdateEnvelope(update: update, configuration: privacy, modelVersion: model.version,
-                                          samplingRate: 1, idempotencyKey: key)
-            return TrainedUpdate(payload: try envelope.encode(), key: key.hex, local: result.local,
-                                 eventsUsed: result.eventsUsed, saturated: update.saturatedCoordinates)
+        let clock = self.clock
+        let limitMilliseconds = Int64(configuration.maxTrainingSeconds) * 1000
+        let work = await TrainingThread.run { () -> Result<TrainedUpdate, AgentError> in
+            AgentRuntime.train(model: model, records: records, local: local, rounds: rounds, privacy: privacy,
+                               clock: clock, limitMilliseconds: limitMilliseconds)
         }
         let trained: TrainedUpdate
-        do {
-            trained = try await work.value
-        } catch {
-            throw .training("training round failed: \(error)")
+        switch work {
+        case .none:
+            throw .training("training round failed: cannot start the training thread")
+        case .failure(let error)?:
+            throw error
+        case .success(let value)?:
+            trained = value
+        }
+        if let overrun = trained.abandoned {
+            let previousLimit = roundEventLimit
+            roundEventLimit = max(AgentRuntime.minEventsPerRound, roundEventLimit / 2)
+            let reason = "exceeded training.max_seconds (\(configuration.maxTrainingSeconds) s) \(overrun)"
+            lastDecision = "abandoned: " + reason
+            lastRound = [
+                "finished": .integer(unixMilliseconds()), "abandoned": .string(reason),
+                "events": .int(records.count), "next_event_limit": .int(roundEventLimit),
+                "thread_nice": trained.priority.map { JSONValue.int($0.nice) } ?? .null,
+                "thread_policy": trained.priority.map { JSONValue.string($0.policyName) } ?? .null,
+            ]
+            logger.warning("training round abandoned: it exceeded training.max_seconds; nothing recorded, no budget spent", metadata: [
+                "max_seconds": "\(configuration.maxTrainingSeconds)", "where": "\(overrun)", "events": "\(records.count)",
+                "event_limit": "\(previousLimit) -> \(roundEventLimit)",
+            ])
+            return .abandoned(reason)
         }
         guard generation == erasures else { return .skipped("the data was erased during the round") }
 
@@ -305,11 +332,14 @@ public actor AgentRuntime: LocalAPIBackend {
             }
         }
         embedding = trained.local
+        roundEventLimit = min(AgentRuntime.maxEventsPerRound, roundEventLimit * 2)
         let epsilon = ledger.epsilonSpent
         lastRound = [
             "finished": .integer(unixMilliseconds()), "duration_ms": .integer(unixMilliseconds() - started),
             "events": .int(records.count), "events_used": .int(trained.eventsUsed),
             "saturated_coordinates": .int(trained.saturated), "model_version": .string(String(model.version)),
+            "thread_nice": trained.priority.map { JSONValue.int($0.nice) } ?? .null,
+            "thread_policy": trained.priority.map { JSONValue.string($0.policyName) } ?? .null,
         ]
         logger.info("training round queued an update", metadata: [
             "events": "\(records.count)", "used": "\(trained.eventsUsed)", "epsilon_spent": "\(epsilon)",
@@ -320,6 +350,61 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// The most events one round trains on (bounds its time and memory).
     public static let maxEventsPerRound = 20_000
+    /// The least events a round is cut down to after overrunning its time.
+    public static let minEventsPerRound = 100
+
+    /// The work of a round, on the training thread: train in place, clip + round + noise
+    /// streamed into the envelope (`UpdateAccumulator`, `UpdateEnvelopeWriter`).
+    ///
+    /// Memory beyond the served model: one parameter-sized Float buffer (trained, then turned
+    /// into the update in place), one bit per coordinate for the rounding, the encoded envelope
+    /// (b bits per coordinate) and, for the session unit, an `Int32` sum.
+    private static func train(model: Model, records: [EventRecord], local: [Float], rounds: DeviceTraining,
+                              privacy: PrivacyConfiguration, clock: @Sendable () -> Int64,
+                              limitMilliseconds: Int64) -> Result<TrainedUpdate, AgentError> {
+        let priority = ThreadPriority.current()
+        let deadline = clock() + limitMilliseconds
+        var trainingRNG = BufferedSecureRandom()
+        var privacyRNG = BufferedSecureRandom()
+        do throws(PrivacyError) {
+            let privatizer = try UpdatePrivatizer(configuration: privacy, dimension: model.parameters.parameterCount)
+            var accumulator = try UpdateAccumulator<Float>(privatizer: privatizer)
+            let summary = try rounds.stream(
+                model: model, records: records, local: local, perSession: privacy.unit == .session,
+                maxContributions: privacy.maxSessionsPerUpdate, using: &trainingRNG,
+                shouldStop: { clock() >= deadline }
+            ) { (delta: GlobalParameters) throws(PrivacyError) in
+                try accumulator.add([delta.embeddings, delta.bias], using: &privacyRNG)
+            }
+            guard summary.completed else {
+                return .success(TrainedUpdate(abandoned: "while training", priority: priority))
+            }
+            if accumulator.contributions == 0 {
+                // Session unit without a trainable session: one zero contribution, as `privatize` would get.
+                let zero = [Float](repeating: 0, count: privatizer.grid.dimension)
+                try accumulator.add([zero], using: &privacyRNG)
+            }
+            let key = IdempotencyKey(using: &privacyRNG)
+            var writer = try UpdateEnvelopeWriter(
+                modelVersion: model.version, mode: privacy.mode, unit: privacy.unit,
+                contributions: accumulator.contributions, noiseMultiplier: privacy.noiseMultiplier, samplingRate: 1,
+                clipNorm: privacy.clipNorm, bitWidth: privacy.bitWidth, scale: privatizer.grid.scale,
+                dimension: privatizer.grid.dimension, idempotencyKey: key)
+            let result = try accumulator.finish(using: &privacyRNG) { (value: Int64) throws(PrivacyError) in
+                try writer.append(value)
+            }
+            accumulator = try UpdateAccumulator<Float>(privatizer: privatizer)  // frees the update before encoding ends
+            let payload = try writer.finish()
+            if clock() >= deadline {
+                return .success(TrainedUpdate(abandoned: "while privatizing", priority: priority))
+            }
+            return .success(TrainedUpdate(payload: payload, key: key.hex, local: summary.local,
+                                          eventsUsed: summary.eventsUsed, saturated: result.saturatedCoordinates,
+                                          priority: priority))
+        } catch {
+            return .failure(.training("training round failed: \(error.message)"))
+        }
+    }
 
     // MARK: - Retention
 
@@ -391,11 +476,29 @@ public actor AgentRuntime: LocalAPIBackend {
     // MARK: - Private
 
     private struct TrainedUpdate: Sendable {
-        var payload: [UInt8]
-        var key: String
-        var local: [Float]
-        var eventsUsed: Int
-        var saturated: Int
+        var payload: [UInt8] = []
+        var key = ""
+        var local: [Float] = []
+        var eventsUsed = 0
+        var saturated = 0
+        /// The training thread's scheduling, as the kernel reported it.
+        var priority: ThreadPriority?
+        /// Set when the round ran out of time (where it was).
+        var abandoned: String?
+
+        init(payload: [UInt8], key: String, local: [Float], eventsUsed: Int, saturated: Int, priority: ThreadPriority?) {
+            self.payload = payload
+            self.key = key
+            self.local = local
+            self.eventsUsed = eventsUsed
+            self.saturated = saturated
+            self.priority = priority
+        }
+
+        init(abandoned: String, priority: ThreadPriority?) {
+            self.abandoned = abandoned
+            self.priority = priority
+        }
     }
 
     private func outboxID(_ key: String) -> Int64 {
