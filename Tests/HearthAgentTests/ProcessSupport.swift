@@ -76,12 +76,20 @@ final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     private var reaped = false
 
-    init(executable: String, arguments: [String], logPath: String) throws {
+    /// Spawns `executable`. The systemd variables of the test's own environment are dropped;
+    /// `environment` adds variables, and `descriptor3` becomes the child's fd 3 (socket activation).
+    init(executable: String, arguments: [String], logPath: String, environment extra: [String] = [],
+         descriptor3: Int32? = nil) throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 2, logPath, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+        if let descriptor3 {
+            // dup2 onto 3 clears close-on-exec on the child's copy only.
+            precondition(descriptor3 != 3, "pass a descriptor other than 3")
+            posix_spawn_file_actions_adddup2(&actions, descriptor3, 3)
+        }
         var environment: [String] = []
         var cursor = environ
         while let entry = cursor.pointee {
@@ -91,6 +99,7 @@ final class ChildProcess: @unchecked Sendable {
             }
             cursor += 1
         }
+        environment += extra
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         let envp = environment.map { strdup($0) } + [nil]
         defer {
