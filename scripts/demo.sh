@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: installs what is missing, builds, then runs the federation end to end on
-# loopback: one hearth-aggregator and four hearth-agent kiosks as real processes, fed from
+# loopback: one hearth-aggregator and 16 hearth-agent kiosks as real processes, fed from
 # MovieLens in ../shared/datasets when it is there (else the built-in example shop), printing
 # HR@10 after each published model version and the epsilon spent.
 # Arguments go to `hearth-demo federated` (try --help); `scripts/demo.sh central ...` trains the

@@ -22,16 +22,19 @@ import HearthUploader
 public struct FederatedDemo {
     public struct Options: Sendable {
         public var datasetPath: String?
-        public var agents = 4
-        public var rounds = 6
-        public var dimension = 16
-        public var maxItems = 500
+        public var agents = 16
+        public var rounds = 8
+        public var dimension = 8
+        public var maxItems = 100
         public var maxUsers = 400
         public var mode = "central"
-        public var noiseMultiplier = 0.7
+        public var noiseMultiplier = 0.5
         public var clipNorm = 1.0
         public var learningRate = 0.05
-        public var epochs = 2
+        public var epochs = 4
+        /// FedAvg's server step; 0 means "the number of kiosks" (an item seen at one kiosk only is
+        /// otherwise diluted by the fixed denominator K).
+        public var serverLearningRate = 0.0
         public var binaryDirectory: String
         public var keepDirectory = false
 
@@ -59,8 +62,10 @@ public struct FederatedDemo {
         let agentBinary = options.binaryDirectory + "/hearth-agent"
 
         // The aggregator: catalogue, first version, one credential per kiosk.
+        // In id order, not the dataset's frequency order: the first model must know nothing,
+        // and with no history its ties would otherwise fall to the most popular items.
         var catalogCSV = "item_id,category,brand\n"
-        for (i, id) in data.catalog.ids.enumerated() {
+        for (i, id) in data.catalog.ids.enumerated().sorted(by: { $0.element < $1.element }) {
             catalogCSV += csvField(id) + "," + csvField(data.catalog.attributes[i].category) + "," + csvField(data.catalog.attributes[i].brand) + "\n"
         }
         try writeText(work + "/items.csv", catalogCSV)
@@ -81,6 +86,7 @@ public struct FederatedDemo {
             buffer_size = \(options.agents)
             minimum_updates = \(options.agents)
             round_deadline_seconds = 3600
+            server_learning_rate = \(options.serverLearningRate > 0 ? options.serverLearningRate : Double(options.agents))
             [privacy]
             delta = 1e-5
             epsilon_budget = 1000.0

@@ -24,15 +24,16 @@ struct Federated: AsyncParsableCommand {
         abstract: "Run hearth-aggregator and a few hearth-agents on loopback, fed from a dataset; print HR@10 per version and the epsilon spent.")
 
     @Option(help: "Interactions CSV (default: the built-in example shop).") var dataset: String?
-    @Option(help: "Kiosks (agents).") var agents: Int = 4
-    @Option(help: "Rounds (published versions).") var rounds: Int = 6
-    @Option(help: "Embedding width.") var dim: Int = 16
-    @Option(name: .customLong("max-items"), help: "Keep the most frequent items only.") var maxItems: Int = 500
+    @Option(help: "Kiosks (agents).") var agents: Int = 16
+    @Option(help: "Rounds (published versions).") var rounds: Int = 8
+    @Option(help: "Embedding width.") var dim: Int = 8
+    @Option(name: .customLong("max-items"), help: "Keep the most frequent items only.") var maxItems: Int = 100
     @Option(name: .customLong("max-users"), help: "Keep the first shoppers only.") var maxUsers: Int = 400
     @Option(help: "Privacy mode: central (the aggregator adds the noise) or local (each kiosk does).") var mode: String = "central"
-    @Option(help: "Noise multiplier z.") var noise: Double = 0.7
+    @Option(help: "Noise multiplier z.") var noise: Double = 0.5
     @Option(help: "Clip norm C of each kiosk's update.") var clip: Double = 1.0
-    @Option(help: "Local training epochs per round.") var epochs: Int = 2
+    @Option(help: "Local training epochs per round.") var epochs: Int = 4
+    @Option(name: .customLong("server-lr"), help: "FedAvg server learning rate (default: the number of kiosks).") var serverLR: Double = 0
     @Flag(help: "Keep the working directory (logs, databases).") var keep = false
 
     func validate() throws {
@@ -55,6 +56,7 @@ struct Federated: AsyncParsableCommand {
         options.noiseMultiplier = noise
         options.clipNorm = clip
         options.epochs = epochs
+        options.serverLearningRate = serverLR
         options.keepDirectory = keep
         try await FederatedDemo(options: options, print: { Swift.print($0) }).run()
     }
