@@ -222,6 +222,17 @@ public actor Aggregator {
             return reject(403, "budget_exhausted",
                           "the model's privacy budget (epsilon \(configuration.epsilonBudget)) is spent; no more updates are taken")
         }
+        // A full buffer means the last publication failed (store or signing trouble): try again,
+        // and if it still fails ask the device to come back, rather than store an update that
+        // could not be folded.
+        if federation.bufferedCount >= configuration.bufferSize {
+            _ = publishLogged()
+            if federation.bufferedCount >= configuration.bufferSize {
+                return UploadOutcome.rejected(status: 503, reason: "buffer_full",
+                                              message: "the buffer is full and the next version could not be published yet",
+                                              retryAfterSeconds: 60).counted(metrics)
+            }
+        }
         let now = clock()
         if let wait = rateLimiter.waitSeconds(device: device, now: now) {
             return .rejected(status: 429, reason: "rate_limited",
