@@ -9,7 +9,7 @@
 # trains (UNIT: device or session), waits for the round to queue its update, and reads VmHWM
 # again (the high-water mark is reset after the idle reading). Prints one line per figure, in kB
 # as the kernel reports them. Set GLIBC_TUNABLES as systemd/hearth-agent.service does to measure
-# the shipped configuration.
+# the shipped configuration. WAIT_SECONDS (default 120) bounds the wait for the round.
 set -euo pipefail
 agent="$1"; bench="$2"; items="$3"; dim="$4"; events="$5"; unit="${6:-device}"
 dir="$(mktemp -d /tmp/hfp-XXXXXX)"
@@ -59,7 +59,7 @@ for start in range(0, total, 100):
     assert b" 200 " in head.split(b"\r\n")[0], head
 EOF
 start=$(date +%s.%N)
-for _ in $(seq 1200); do grep -q "training round queued an update\|training round failed\|abandoned" "$dir/log" && break; sleep 0.1; done
+for _ in $(seq $(( ${WAIT_SECONDS:-120} * 10 ))); do grep -q "training round queued an update\|training round failed\|abandoned" "$dir/log" && break; sleep 0.1; done
 end=$(date +%s.%N)
 grep -E "training round|not training" "$dir/log" | tail -3 | sed "s/^/log /" || true
 grep -E "VmRSS|VmHWM" "/proc/$pid/status" | sed 's/^/after-round /'
