@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "hearthctl", targets: ["hearthctl"]),
         .executable(name: "hearth-agent", targets: ["hearth-agent"]),
         .executable(name: "hearth-aggregator", targets: ["hearth-aggregator"]),
+        .executable(name: "hearth-sim", targets: ["hearth-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -226,6 +227,20 @@ let package = Package(
         ),
         .target(name: "HearthStore", dependencies: ["CHearthSQLite", "HearthCore", "HearthPrivacy"]),
         .testTarget(name: "HearthStoreTests", dependencies: ["HearthStore", "HearthTestSupport"]),
+        // hearth-sim: the federation simulated in process on the real training, privacy and
+        // aggregation code (docs/results.md).
+        .target(name: "HearthSimulation", dependencies: ["HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets"]),
+        .executableTarget(
+            name: "hearth-sim",
+            dependencies: [
+                "HearthSimulation", "HearthCore", "HearthDatasets",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "HearthSimulationTests",
+            dependencies: ["HearthSimulation", "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
