@@ -246,8 +246,10 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// One training round: train on the events since the last round (off the actor), clip and
     /// noise the dense update, and record ledger entry + outbox item in one transaction.
-    /// The served model is not changed; only the device embedding is.
-    public func trainRound(now: Int64) async throws(AgentError) -> RoundOutcome {
+    /// The served model is not changed; only the device embedding is. `samplingRate` is the
+    /// plan's q this device was sampled with; it goes into the envelope (the aggregator checks
+    /// it against its plan). The device's own ledger does not count the amplification.
+    public func trainRound(now: Int64, samplingRate: Double = 1) async throws(AgentError) -> RoundOutcome {
         guard let model else { return .skipped("no model yet") }
         guard !training else { return .skipped("a round is already running") }
         let privacy = try privacyConfiguration()
@@ -284,7 +286,7 @@ public actor AgentRuntime: LocalAPIBackend {
         let limitMilliseconds = Int64(configuration.maxTrainingSeconds) * 1000
         let work = await TrainingThread.run { () -> Result<TrainedUpdate, AgentError> in
             AgentRuntime.train(model: model, records: records, local: local, rounds: rounds, privacy: privacy,
-                               clock: clock, limitMilliseconds: limitMilliseconds)
+                               samplingRate: samplingRate, clock: clock, limitMilliseconds: limitMilliseconds)
         }
         let trained: TrainedUpdate
         switch work {
@@ -360,7 +362,7 @@ public actor AgentRuntime: LocalAPIBackend {
     /// into the update in place), one bit per coordinate for the rounding, the encoded envelope
     /// (b bits per coordinate) and, for the session unit, an `Int32` sum.
     private static func train(model: Model, records: [EventRecord], local: [Float], rounds: DeviceTraining,
-                              privacy: PrivacyConfiguration, clock: @Sendable () -> Int64,
+                              privacy: PrivacyConfiguration, samplingRate: Double, clock: @Sendable () -> Int64,
                               limitMilliseconds: Int64) -> Result<TrainedUpdate, AgentError> {
         let priority = ThreadPriority.current()
         let deadline = clock() + limitMilliseconds
@@ -387,7 +389,7 @@ public actor AgentRuntime: LocalAPIBackend {
             let key = IdempotencyKey(using: &privacyRNG)
             var writer = try UpdateEnvelopeWriter(
                 modelVersion: model.version, mode: privacy.mode, unit: privacy.unit,
-                contributions: accumulator.contributions, noiseMultiplier: privacy.noiseMultiplier, samplingRate: 1,
+                contributions: accumulator.contributions, noiseMultiplier: privacy.noiseMultiplier, samplingRate: samplingRate,
                 clipNorm: privacy.clipNorm, bitWidth: privacy.bitWidth, scale: privatizer.grid.scale,
                 dimension: privatizer.grid.dimension, idempotencyKey: key)
             let result = try accumulator.finish(using: &privacyRNG) { (value: Int64) throws(PrivacyError) in

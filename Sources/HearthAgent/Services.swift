@@ -49,13 +49,37 @@ public struct TrainingService: Service {
     }
 
     public func run() async throws {
+        var participation = ParticipationLog()
+        let plans: PlanClient? = configuration.aggregatorURL.isEmpty ? nil : PlanClient(
+            configuration: configuration,
+            client: CurlClient(configuration: CurlClient.Configuration(
+                caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
+                connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
+                timeoutMilliseconds: configuration.timeoutMilliseconds)),
+            logger: logger)
         while await pause(interval) {
-            await check()
+            await check(plans: plans, participation: &participation)
         }
     }
 
+    /// Whether the aggregator's plan selects this device for the model version it serves, and
+    /// at which sampling rate q. Without an aggregator (or when its plan cannot be fetched) the
+    /// device trains with q = 1: the update waits in the outbox and the accountant assumes no
+    /// amplification by sampling.
+    func selection(plans: PlanClient?, participation: inout ParticipationLog) async -> (selected: Bool, samplingRate: Double, reason: String?) {
+        guard let plans, let credential = readCredential(configuration.credentialFile, logger: logger),
+              let plan = await plans.fetch(credential: credential) else { return (true, 1, nil) }
+        guard plan.accepting else { return (false, plan.samplingRate, "the aggregator's privacy budget is spent") }
+        if let mismatch = plan.mismatch(with: configuration) { return (false, plan.samplingRate, mismatch) }
+        var rng = SystemRandomNumberGenerator()
+        guard participation.participates(version: plan.modelVersion, samplingRate: plan.samplingRate, using: &rng) else {
+            return (false, plan.samplingRate, nil)
+        }
+        return (true, plan.samplingRate, nil)
+    }
+
     /// One scheduler check (and round, when it says train).
-    func check() async {
+    func check(plans: PlanClient?, participation: inout ParticipationLog) async {
         let now = unixMilliseconds()
         let newEvents: Int
         do {
@@ -64,11 +88,17 @@ public struct TrainingService: Service {
             logger.error("cannot count new events", metadata: ["error": "\(error)"])
             return
         }
-        // Sampling plan: q = 1 (always selected) until the aggregator publishes a plan.
+        let plan = newEvents >= configuration.minNewEvents
+            ? await selection(plans: plans, participation: &participation) : (selected: true, samplingRate: 1.0, reason: nil)
+        if let reason = plan.reason {
+            await runtime.noteDecision("wait: " + reason)
+            logger.debug("not training", metadata: ["reason": "\(reason)"])
+            return
+        }
         let conditions = TrainingScheduler.Conditions(
             minuteOfDay: SystemProbes.minuteOfDay(unixSeconds: Int(now / 1000)),
             loadAverage: probes.loadAverage() ?? 0, onMainsPower: probes.onMainsPower(),
-            newEvents: newEvents, selectedByPlan: true)
+            newEvents: newEvents, selectedByPlan: plan.selected)
         switch scheduler.decide(conditions) {
         case .wait(let reason):
             await runtime.noteDecision("wait: " + reason)
@@ -76,7 +106,7 @@ public struct TrainingService: Service {
         case .train:
             await runtime.noteDecision("train")
             do {
-                let outcome = try await runtime.trainRound(now: now)
+                let outcome = try await runtime.trainRound(now: now, samplingRate: plan.samplingRate)
                 logger.debug("training round", metadata: ["outcome": "\(outcome)"])
             } catch {
                 logger.error("training round failed", metadata: ["error": "\(error)"])

@@ -277,6 +277,9 @@ struct FederationEndToEndTests {
         #expect(metrics.contains(#"hearth_updates_rejected_total{reason="body_too_large"} 1"#))
         #expect(metrics.contains(#"hearth_updates_rejected_total{reason="dimension_mismatch"} 1"#))
         #expect(metrics.contains("hearth_model_version 2"))
+        // The agents asked for the plan before training (and followed it: q = 1, same clip and noise).
+        let planRequests = metrics.split(separator: "\n").first { $0.hasPrefix(#"hearth_request_duration_seconds_count{route="/v1/plan"}"#) }
+        #expect((planRequests?.split(separator: " ").last.flatMap { Int($0) } ?? 0) >= Self.agents, "\(String(describing: planRequests))")
 
         // SIGTERM: a clean stop; the accepted-but-unpublished update is still buffered after a restart.
         aggregator.signal(SIGTERM)
