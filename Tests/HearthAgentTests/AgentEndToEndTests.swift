@@ -73,7 +73,7 @@ struct AgentEndToEndTests {
 
     /// Waits until the socket answers `GET /v1/status`.
     func waitForSocket(_ setup: Setup, child: ChildProcess) async throws {
-        let deadline = monotonicMilliseconds() + 15_000
+        let deadline = monotonicMilliseconds() + 60_000
         while monotonicMilliseconds() < deadline {
             if (try? unixRequest(setup.socket, "GET", "/v1/status"))?.status == 200 { return }
             if let status = await child.wait(timeoutMilliseconds: 1) {
@@ -147,7 +147,7 @@ struct AgentEndToEndTests {
         #expect(rank.status == 200)
 
         // A training round runs and its update reaches the aggregator.
-        let deadline = monotonicMilliseconds() + 20_000
+        let deadline = monotonicMilliseconds() + 60_000
         while aggregator.requests.first(where: { $0.method == "POST" }) == nil && monotonicMilliseconds() < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -170,7 +170,7 @@ struct AgentEndToEndTests {
 
         // Status after delivery: ε spent, outbox empty, a last upload.
         var state = try status(setup)
-        let statusDeadline = monotonicMilliseconds() + 10_000
+        let statusDeadline = monotonicMilliseconds() + 30_000
         while integer(state["outbox_pending"]) != 0 && monotonicMilliseconds() < statusDeadline {
             try await Task.sleep(for: .milliseconds(100))
             state = try status(setup)
@@ -204,7 +204,7 @@ struct AgentEndToEndTests {
 
         // SIGTERM: graceful shutdown, exit 0, socket removed.
         child.signal(SIGTERM)
-        let exit = await child.wait(timeoutMilliseconds: 10_000)
+        let exit = await child.wait(timeoutMilliseconds: 30_000)
         #expect(exit.flatMap(exitCode) == 0, Comment(rawValue: "exit status \(String(describing: exit)):\n" + readText(setup.log)))
         #expect(access(setup.socket, F_OK) != 0)
         let log = readText(setup.log)
@@ -225,7 +225,7 @@ struct AgentEndToEndTests {
         try await waitForSocket(setup, child: child)
 
         func servedVersion() throws -> String? { try status(setup)["model_version"]?.stringValue }
-        var deadline = monotonicMilliseconds() + 10_000
+        var deadline = monotonicMilliseconds() + 30_000
         while try servedVersion() != "4" && monotonicMilliseconds() < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -237,7 +237,7 @@ struct AgentEndToEndTests {
         let forged = ModelFile.encode(try Fixtures.randomModel(items: Self.items, dimension: Self.dimension, seed: 10, version: 5))
         let otherKey = Curve25519.Signing.PrivateKey()
         aggregator.model.withLock { $0 = (forged, base64(Array(try! otherKey.signature(for: forged)))) }
-        deadline = monotonicMilliseconds() + 10_000
+        deadline = monotonicMilliseconds() + 30_000
         while !readText(setup.log).contains("signature does not verify") && monotonicMilliseconds() < deadline {
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -245,7 +245,7 @@ struct AgentEndToEndTests {
         #expect(try servedVersion() == "4")
 
         child.signal(SIGTERM)
-        #expect(await child.wait(timeoutMilliseconds: 10_000).flatMap(exitCode) == 0)
+        #expect(await child.wait(timeoutMilliseconds: 30_000).flatMap(exitCode) == 0)
     }
 
     @Test("--check-config: a bad setting is named and exits 2")
@@ -256,7 +256,7 @@ struct AgentEndToEndTests {
         let child = try ChildProcess(executable: try agentBinaryPath(),
                                      arguments: ["--config", directory + "/bad.toml", "--check-config"],
                                      logPath: directory + "/log")
-        let status = await child.wait(timeoutMilliseconds: 10_000)
+        let status = await child.wait(timeoutMilliseconds: 30_000)
         #expect(status.flatMap(exitCode) == 2)
         #expect(readText(directory + "/log").contains("privacy.bit_width"))
     }

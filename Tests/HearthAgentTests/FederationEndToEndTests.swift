@@ -33,7 +33,7 @@ struct FederationEndToEndTests {
     }
 
     func waitForFile(_ path: String, child: ChildProcess, log: String) async throws -> String {
-        let deadline = monotonicMilliseconds() + 20_000
+        let deadline = monotonicMilliseconds() + 60_000
         while monotonicMilliseconds() < deadline {
             let text = readText(path).split(separator: "\n").first.map(String.init) ?? ""
             if !text.isEmpty { return text }

@@ -81,7 +81,7 @@ struct SystemdProcessTests {
                                      logPath: setup.log,
                                      environment: ["NOTIFY_SOCKET=\(notifyPath)", "WATCHDOG_USEC=400000"])
         // READY=1, then pings every 200 ms.
-        var messages = await receive(notify, until: { $0.filter { $0 == "WATCHDOG=1" }.count >= 3 }, milliseconds: 15_000)
+        var messages = await receive(notify, until: { $0.filter { $0 == "WATCHDOG=1" }.count >= 3 }, milliseconds: 60_000)
         let elapsed = monotonicMilliseconds() - started
         let ready = try #require(messages.firstIndex { $0.hasPrefix("READY=1") },
                                  Comment(rawValue: "no READY=1 in \(messages):\n" + readText(setup.log)))
@@ -95,9 +95,9 @@ struct SystemdProcessTests {
         #expect(!messages.contains("STOPPING=1"))
 
         child.signal(SIGTERM)
-        messages = await receive(notify, until: { $0.contains("STOPPING=1") }, milliseconds: 10_000)
+        messages = await receive(notify, until: { $0.contains("STOPPING=1") }, milliseconds: 30_000)
         #expect(messages.contains("STOPPING=1"), Comment(rawValue: "after SIGTERM: \(messages)"))
-        let status = await child.wait(timeoutMilliseconds: 10_000)
+        let status = await child.wait(timeoutMilliseconds: 30_000)
         #expect(status.flatMap(exitCode) == 0, Comment(rawValue: readText(setup.log)))
     }
 
@@ -110,12 +110,12 @@ struct SystemdProcessTests {
         defer { close(notify) }
         let child = try ChildProcess(executable: try agentBinaryPath(), arguments: ["--config", setup.config],
                                      logPath: setup.log, environment: ["NOTIFY_SOCKET=\(notifyPath)"])
-        var messages = await receive(notify, until: { $0.contains { $0.hasPrefix("READY=1") } }, milliseconds: 15_000)
+        var messages = await receive(notify, until: { $0.contains { $0.hasPrefix("READY=1") } }, milliseconds: 60_000)
         #expect(messages.contains { $0.hasPrefix("READY=1") }, Comment(rawValue: readText(setup.log)))
         messages += await receive(notify, until: { _ in false }, milliseconds: 600)
         #expect(!messages.contains("WATCHDOG=1"))
         child.signal(SIGTERM)
-        #expect(await child.wait(timeoutMilliseconds: 10_000).flatMap(exitCode) == 0)
+        #expect(await child.wait(timeoutMilliseconds: 30_000).flatMap(exitCode) == 0)
     }
 
     @Test("socket activation: the agent serves on the listening socket passed as fd 3 (LISTEN_FDS=1, LISTEN_PID)")
@@ -136,7 +136,7 @@ struct SystemdProcessTests {
             logPath: setup.log, environment: ["LISTEN_FDS=1"], descriptor3: listener)
 
         var answered: (status: Int, json: JSONValue?)?
-        let deadline = monotonicMilliseconds() + 15_000
+        let deadline = monotonicMilliseconds() + 60_000
         while answered == nil && monotonicMilliseconds() < deadline {
             answered = try? unixRequest(activatedPath, "GET", "/v1/status")
             if answered == nil { try await Task.sleep(for: .milliseconds(50)) }
@@ -151,7 +151,7 @@ struct SystemdProcessTests {
         #expect(readText(setup.log).contains("using the socket passed by systemd"))
 
         child.signal(SIGTERM)
-        let status = await child.wait(timeoutMilliseconds: 10_000)
+        let status = await child.wait(timeoutMilliseconds: 30_000)
         #expect(status.flatMap(exitCode) == 0, Comment(rawValue: readText(setup.log)))
     }
 }
