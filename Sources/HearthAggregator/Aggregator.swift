@@ -111,7 +111,7 @@ public actor Aggregator {
                 let validated = try UpdateValidator.validate(update.payload, plan: plan, currentVersion: version, dimension: dimension)
                 try federation.fold(update.payload, validated)
             } catch {
-                throw .internalFailure("a stored update no longer validates (\(error)); the store at \(store.path) may be damaged")
+                throw .internalFailure("an accepted, unpublished update no longer validates (\(error)): was the [plan] section changed while updates were buffered? Restore it, or `rollback` to drop the buffer; otherwise the store at \(store.path) is damaged")
             }
         }
         metrics.modelVersion.set(Int64(version))
