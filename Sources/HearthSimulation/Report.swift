@@ -153,12 +153,12 @@ public struct SweepReport: Sendable {
 
     /// An SVG line chart of test HR@10 against ε (log-spaced, ∞ at the right), one line per mode,
     /// the baselines as horizontal dashed lines. Hand-written SVG 1.1, no dependencies.
-    public func svg(width: Int = 720, height: Int = 420) -> String {
+    public func svg(width: Int = 760, height: Int = 420) -> String {
         let federated = records.filter { $0.name == "federated" && $0.epsilon.isFinite }
         let epsilons = Array(Set(federated.map { $0.epsilon })).sorted()
         // x positions: finite ε in order, then ∞.
         let slots = epsilons.count + 1
-        let left = 70.0, right = Double(width) - 190, top = 40.0, bottom = Double(height) - 60
+        let left = 70.0, right = Double(width) - 230, top = 40.0, bottom = Double(height) - 60
         func x(_ epsilon: Double) -> Double {
             let index = epsilon.isInfinite ? epsilons.count : (epsilons.firstIndex(of: epsilon) ?? 0)
             return left + (right - left) * Double(index) / Double(max(1, slots - 1))
