@@ -277,9 +277,12 @@ public actor AgentRuntime: LocalAPIBackend {
         defer { training = false }
         let generation = erasures
         let records = stored.map(\.record)
-        let local = embedding ?? []
+        let local = configuration.deviceEmbedding ? embedding ?? [] : []
+        // Without a device embedding its learning rate is 0, so it stays zero in training as in serving.
         let trainer = Trainer(configuration: TrainingConfiguration(
-            learningRate: Float(configuration.learningRate), historyLength: configuration.historyLength))
+            learningRate: Float(configuration.learningRate),
+            localLearningRate: configuration.deviceEmbedding ? Float(configuration.learningRate) : 0,
+            historyLength: configuration.historyLength))
         let rounds = DeviceTraining(trainer: trainer, epochs: configuration.epochs)
         let started = unixMilliseconds()
         let clock = self.clock
@@ -535,7 +538,7 @@ public actor AgentRuntime: LocalAPIBackend {
             try store.recentEvents(session: session, limit: max(configuration.historyLength, 1_000))
         }
         var state = LocalState(dimension: dimension, capacity: configuration.historyLength)
-        if let embedding, embedding.count == dimension { state.embedding = embedding }
+        if configuration.deviceEmbedding, let embedding, embedding.count == dimension { state.embedding = embedding }
         var purchased: [Int32] = []
         for event in stored {
             guard let index = model.catalog.index(of: event.record.item) else { continue }

@@ -13,6 +13,10 @@ public struct AgentConfiguration: Sendable, Equatable {
     /// `[model]`
     public var dimension = 32
     public var historyLength = 20
+    /// Whether the query adds a learnt device embedding (`model.device_embedding`). Right for a
+    /// device with one user (a phone, a personal kiosk); a kiosk serving many shoppers should turn
+    /// it off: one vector for everyone drags every shopper's list towards the store's average.
+    public var deviceEmbedding = true
     /// `auto` or a kernel name (`scalar`, `neon`, `neondot`, `avx2`, `avxvnni`).
     public var kernel = "auto"
 
@@ -160,7 +164,7 @@ private struct Reader {
     func read(self config: inout AgentConfiguration) throws(ConfigurationError) {
         try toml.checkKnown([
             "agent": ["state_directory", "socket", "socket_group", "device_id"],
-            "model": ["dimension", "history", "kernel"],
+            "model": ["dimension", "history", "kernel", "device_embedding"],
             "store": ["max_event_age_days", "max_events", "max_database_mb"],
             "training": ["window", "max_load", "require_mains_power", "min_new_events", "max_seconds", "epochs", "learning_rate"],
             "privacy": ["mode", "unit", "clip_norm", "noise_multiplier", "bit_width", "delta", "epsilon_budget"],
@@ -173,6 +177,7 @@ private struct Reader {
         try toml.integer("model", "dimension", &config.dimension)
         try toml.integer("model", "history", &config.historyLength)
         try toml.string("model", "kernel", &config.kernel)
+        try toml.boolean("model", "device_embedding", &config.deviceEmbedding)
         try toml.integer("store", "max_event_age_days", &config.maxEventAgeDays)
         try toml.integer("store", "max_events", &config.maxEvents)
         try toml.integer("store", "max_database_mb", &config.maxDatabaseMegabytes)

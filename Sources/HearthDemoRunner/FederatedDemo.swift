@@ -119,6 +119,8 @@ public struct FederatedDemo {
                 [agent]
                 state_directory = "\(state)"
                 socket = "\(work)/k\(k).sock"
+                [model]
+                device_embedding = false
                 [training]
                 window = "00:00-24:00"
                 max_load = 64

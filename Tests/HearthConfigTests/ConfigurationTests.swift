@@ -103,6 +103,7 @@ struct AgentConfigurationTests {
         ("[trainig]\nepochs = 2\n", "trainig"),
         ("[training]\nepoch = 2\n", "training.epoch"),
         ("[agent]\nsocket = \"relative.sock\"\n", "agent.socket"),
+        ("[model]\ndevice_embedding = \"no\"\n", "model.device_embedding"),
     ])
     func invalid(text: String, key: String) {
         #expect {
@@ -111,6 +112,13 @@ struct AgentConfigurationTests {
             guard let error = error as? ConfigurationError else { return false }
             return error.message.hasPrefix(key + ":")
         }
+    }
+
+    @Test("a kiosk serving many shoppers can turn the device embedding off")
+    func deviceEmbedding() throws {
+        #expect(try AgentConfiguration(toml: "").deviceEmbedding)
+        #expect(try !AgentConfiguration(toml: "[model]\ndevice_embedding = false\n").deviceEmbedding)
+        #expect(try !AgentConfiguration(toml: "", overrides: ["model.device_embedding=false"]).deviceEmbedding)
     }
 
     @Test("an override without '=' is refused")
