@@ -46,7 +46,7 @@ public enum AggregatorHTTP {
         router.get("/v1/plan") { request, _ in
             let device: String
             switch await devices.authenticate(request.headers[.authorization]) {
-            case .failure(let response): metrics.rejected(reason: response.reason); return response.response
+            case .failure(let response): return response.response
             case .success(let name): device = name
             }
             return json(await aggregator.planDocument(device: device).json)
@@ -98,9 +98,13 @@ public enum AggregatorHTTP {
             let buffer: ByteBuffer
             do {
                 buffer = try await request.body.collect(upTo: maxBodyBytes)
-            } catch {
+            } catch is NIOTooManyBytesError {
                 metrics.rejected(reason: "body_too_large")
                 return rejection(.contentTooLarge, "body_too_large", "the body exceeds \(maxBodyBytes) bytes", retryAfter: nil)
+            } catch {
+                // The client went away or the stream broke: nothing was read, nothing is stored.
+                metrics.rejected(reason: "incomplete_body")
+                return rejection(.badRequest, "incomplete_body", "the body could not be read: \(error)", retryAfter: nil)
             }
             let body = Array(buffer.readableBytesView)
             let outcome = await aggregator.accept(device: device, body: body,

@@ -41,7 +41,7 @@ public final class AggregatorMetrics: Sendable {
 
     /// Reasons the server itself produces, besides the aggregation core's.
     static let knownReasons: [String] = AggregationError.reasons + [
-        "unauthenticated", "unknown_device", "revoked_device", "body_too_large", "unsupported_media_type",
+        "unauthenticated", "unknown_device", "revoked_device", "body_too_large", "incomplete_body", "unsupported_media_type",
         "missing_idempotency_key", "idempotency_key_mismatch", "idempotency_key_conflict", "rate_limited", "already_contributed",
         "store_unavailable",
     ]
