@@ -25,10 +25,16 @@ import NIOSSL
 /// Devices authenticate with `Authorization: Bearer <credential>`; a missing or malformed
 /// header is 401, an unknown or revoked credential 403.
 public enum AggregatorHTTP {
-    static let reasonHeader = HTTPField.Name("X-Hearth-Reason")!
-    static let signatureHeader = HTTPField.Name("X-Hearth-Signature")!
-    static let idempotencyKeyHeader = HTTPField.Name("Idempotency-Key")!
-    static let replayedHeader = HTTPField.Name("Idempotent-Replayed")!
+    static let reasonHeader = headerName("X-Hearth-Reason")
+    static let signatureHeader = headerName("X-Hearth-Signature")
+    static let idempotencyKeyHeader = headerName("Idempotency-Key")
+    static let replayedHeader = headerName("Idempotent-Replayed")
+
+    /// A header name from a literal of this file (all valid RFC 9110 tokens).
+    private static func headerName(_ token: StaticString) -> HTTPField.Name {
+        guard let name = HTTPField.Name("\(token)") else { preconditionFailure("'\(token)' is not an HTTP token") }
+        return name
+    }
 
     /// The router for `aggregator`, authenticating against `devices`.
     public static func router(aggregator: Aggregator, devices: DeviceDirectory, metrics: AggregatorMetrics,
