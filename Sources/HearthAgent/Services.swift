@@ -52,10 +52,7 @@ public struct TrainingService: Service {
         var participation = ParticipationLog()
         let plans: PlanClient? = configuration.aggregatorURL.isEmpty ? nil : PlanClient(
             configuration: configuration,
-            client: CurlClient(configuration: CurlClient.Configuration(
-                caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
-                connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
-                timeoutMilliseconds: configuration.timeoutMilliseconds)),
+            client: aggregatorClient(configuration),
             logger: logger)
         while await pause(interval) {
             await check(plans: plans, participation: &participation)
@@ -135,10 +132,7 @@ public struct UploadService: Service {
             logger.info("no upload.aggregator_url: updates stay in the outbox")
             return await idleUntilShutdown()
         }
-        let client = CurlClient(configuration: CurlClient.Configuration(
-            caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
-            connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
-            timeoutMilliseconds: configuration.timeoutMilliseconds))
+        let client = aggregatorClient(configuration)
         let uploader = UpdateUploader(baseURL: configuration.aggregatorURL, client: client, logger: logger)
         let outbox = RuntimeOutbox(runtime: runtime)
         while await pause(interval) {
@@ -156,6 +150,14 @@ public struct UploadService: Service {
             }
         }
     }
+}
+
+/// The libcurl client for the aggregator: the configured CA file and timeouts.
+func aggregatorClient(_ configuration: AgentConfiguration) -> CurlClient {
+    CurlClient(configuration: CurlClient.Configuration(
+        caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
+        connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
+        timeoutMilliseconds: configuration.timeoutMilliseconds))
 }
 
 /// The device credential (first line of `path`), or nil when unset or unreadable.
@@ -201,10 +203,7 @@ public struct ModelRefreshService: Service {
             logger.error("upload.model_public_key is not the base64 of a 32-byte Ed25519 key; model refresh off")
             return await idleUntilShutdown()
         }
-        let client = CurlClient(configuration: CurlClient.Configuration(
-            caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
-            connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
-            timeoutMilliseconds: configuration.timeoutMilliseconds))
+        let client = aggregatorClient(configuration)
         let fetcher: ModelFetcher
         do {
             fetcher = try ModelFetcher(baseURL: configuration.aggregatorURL, directory: runtime.modelDirectory,
