@@ -359,7 +359,8 @@ public actor AgentRuntime: LocalAPIBackend {
     public static let minEventsPerRound = 100
 
     /// The work of a round, on the training thread: train in place, clip + round + noise
-    /// streamed into the envelope (`UpdateAccumulator`, `UpdateEnvelopeWriter`).
+    /// streamed into the envelope (`UpdateAccumulator`, sealed by `UpdateAccumulator.seal` into an
+    /// `UpdateEnvelopeWriter`, as the simulator's over-HTTP devices do).
     ///
     /// Memory beyond the served model: one parameter-sized Float buffer (trained, then turned
     /// into the update in place), one bit per coordinate for the rounding, the encoded envelope
@@ -390,21 +391,13 @@ public actor AgentRuntime: LocalAPIBackend {
                 try accumulator.add([zero], using: &privacyRNG)
             }
             let key = IdempotencyKey(using: &privacyRNG)
-            var writer = try UpdateEnvelopeWriter(
-                modelVersion: model.version, mode: privacy.mode, unit: privacy.unit,
-                contributions: accumulator.contributions, noiseMultiplier: privacy.noiseMultiplier, samplingRate: samplingRate,
-                clipNorm: privacy.clipNorm, bitWidth: privacy.bitWidth, scale: privatizer.grid.scale,
-                dimension: privatizer.grid.dimension, idempotencyKey: key)
-            let result = try accumulator.finish(using: &privacyRNG) { (value: Int64) throws(PrivacyError) in
-                try writer.append(value)
-            }
-            accumulator = try UpdateAccumulator<Float>(privatizer: privatizer)  // frees the update before encoding ends
-            let payload = try writer.finish()
+            let sealed = try accumulator.seal(modelVersion: model.version, samplingRate: samplingRate, idempotencyKey: key,
+                                              using: &privacyRNG)
             if clock() >= deadline {
                 return .success(TrainedUpdate(abandoned: "while privatizing", priority: priority))
             }
-            return .success(TrainedUpdate(payload: payload, key: key.hex, local: summary.local,
-                                          eventsUsed: summary.eventsUsed, saturated: result.saturatedCoordinates,
+            return .success(TrainedUpdate(payload: sealed.payload, key: key.hex, local: summary.local,
+                                          eventsUsed: summary.eventsUsed, saturated: sealed.summary.saturatedCoordinates,
                                           priority: priority))
         } catch {
             return .failure(.training("training round failed: \(error.message)"))

@@ -73,3 +73,36 @@ public struct UpdateEnvelopeWriter: Sendable {
         return out
     }
 }
+
+/// A device update finished into its wire envelope (what the device uploads).
+public struct SealedUpdate: Sendable {
+    /// The encoded `UpdateEnvelope`, the body of `POST /v1/updates`.
+    public var payload: [UInt8]
+    /// The key inside the envelope (also the `Idempotency-Key` header).
+    public var idempotencyKey: IdempotencyKey
+    /// Contributions, saturation, device noise and scale, as `UpdateAccumulator.finish` reports them.
+    public var summary: UpdateAccumulator<Float>.Summary
+}
+
+extension UpdateAccumulator where F == Float {
+    /// The device's upload: the device noise (local mode), saturation and encoding of
+    /// `finish`, streamed straight into an `UpdateEnvelopeWriter` whose header carries this
+    /// accumulator's privacy configuration, `modelVersion`, the plan's `samplingRate` and
+    /// `idempotencyKey`.
+    ///
+    /// The agent's training round and the simulator's over-HTTP devices both build their uploads
+    /// here. Draws from `rng` exactly as `finish` does (the key is the caller's, so the caller
+    /// chooses where it comes from). Throws what `finish` and the writer throw.
+    public consuming func seal<R: RandomNumberGenerator>(modelVersion: UInt64, samplingRate: Double,
+                                                         idempotencyKey: IdempotencyKey,
+                                                         using rng: inout R) throws(PrivacyError) -> SealedUpdate {
+        let configuration = privatizer.configuration
+        let grid = privatizer.grid
+        var writer = try UpdateEnvelopeWriter(
+            modelVersion: modelVersion, mode: configuration.mode, unit: configuration.unit, contributions: contributions,
+            noiseMultiplier: configuration.noiseMultiplier, samplingRate: samplingRate, clipNorm: configuration.clipNorm,
+            bitWidth: configuration.bitWidth, scale: grid.scale, dimension: grid.dimension, idempotencyKey: idempotencyKey)
+        let summary = try finish(using: &rng) { (value: Int64) throws(PrivacyError) in try writer.append(value) }
+        return SealedUpdate(payload: try writer.finish(), idempotencyKey: idempotencyKey, summary: summary)
+    }
+}

@@ -125,6 +125,30 @@ struct StreamingPrivatizationTests {
         }
     }
 
+    @Test("seal: the same envelope as privatize then encode, draw for draw", arguments: [UpdateMode.local, .central])
+    func sealMatchesPrivatizeThenEncode(mode: UpdateMode) throws {
+        var data = SeededGenerator(seed: 21)
+        let d = 513
+        let v = randomVector(d, magnitude: 0.4, &data)
+        let p = try UpdatePrivatizer(configuration: PrivacyConfiguration(clipNorm: 0.5, noiseMultiplier: 1.7, bitWidth: 16, mode: mode),
+                                     dimension: d)
+        var keys = SeededGenerator(seed: 8)
+        let key = IdempotencyKey(using: &keys)
+        var referenceRNG = SeededGenerator(seed: 99)
+        let reference = try p.privatize(update: v, using: &referenceRNG)
+        let envelope = UpdateEnvelope(update: reference, configuration: p.configuration, modelVersion: 7, samplingRate: 0.25,
+                                      idempotencyKey: key)
+        var rng = SeededGenerator(seed: 99)
+        var accumulator = try UpdateAccumulator<Float>(privatizer: p)
+        try accumulator.add(pieces(v, cuts: [200]), using: &rng)
+        let sealed = try accumulator.seal(modelVersion: 7, samplingRate: 0.25, idempotencyKey: key, using: &rng)
+        #expect(sealed.payload == (try envelope.encode()))
+        #expect(sealed.idempotencyKey == key)
+        #expect(sealed.summary.saturatedCoordinates == reference.saturatedCoordinates)
+        // Both generators are at the same point afterwards: no extra or missing draw.
+        #expect(rng.next() == referenceRNG.next())
+    }
+
     @Test("the envelope writer refuses what encode refuses")
     func writerRefusals() throws {
         var rng = SeededGenerator(seed: 1)
