@@ -85,7 +85,7 @@ let package = Package(
                 // The end-to-end tests spawn the built `hearth-agent` and `hearth-aggregator`;
                 // depending on them builds them first.
                 "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "HearthUploader",
-                "hearth-agent", "hearth-aggregator",
+                "HearthProcess", "hearth-agent", "hearth-aggregator",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             // A test-only TLS certificate and key for 127.0.0.1 (never used outside tests).
@@ -211,8 +211,10 @@ let package = Package(
         ),
         .target(
             name: "HearthDemoRunner",
-            dependencies: ["HearthCore", "HearthDatasets", "HearthControl", "HearthLocalAPI", "HearthUploader"]
+            dependencies: ["HearthCore", "HearthDatasets", "HearthControl", "HearthLocalAPI", "HearthUploader", "HearthProcess"]
         ),
+        // Child processes and a real `hearth-aggregator` on loopback (the demo, hearth-sim --over-http).
+        .target(name: "HearthProcess"),
         .testTarget(
             name: "HearthKernelTests",
             dependencies: ["CHearthKernels", "HearthCore", "HearthTestSupport"]

@@ -7,6 +7,7 @@ import HearthControl
 import HearthCore
 import HearthDatasets
 import HearthLocalAPI
+import HearthProcess
 import HearthUploader
 
 /// The end-to-end demo: one `hearth-aggregator` and a few `hearth-agent`s on loopback, fed
@@ -56,7 +57,8 @@ public struct FederatedDemo {
         print("dataset: \(source): \(users.count) shoppers, \(data.catalog.count) items, \(data.eventCount) events")
         print("federation: 1 aggregator + \(options.agents) kiosks on loopback, \(options.mode) DP (z = \(options.noiseMultiplier), clip \(options.clipNorm), q = 1), \(options.rounds) rounds")
 
-        let work = try makeDirectory()
+        let work: String
+        do { work = try makeTemporaryDirectory(prefix: "hearth-demo-") } catch { throw DemoError(error.message) }
         defer { if !options.keepDirectory { removeTree(work) } else { print("kept \(work)") } }
         let aggregatorBinary = options.binaryDirectory + "/hearth-aggregator"
         let agentBinary = options.binaryDirectory + "/hearth-agent"
@@ -69,44 +71,35 @@ public struct FederatedDemo {
             catalogCSV += csvField(id) + "," + csvField(data.catalog.attributes[i].category) + "," + csvField(data.catalog.attributes[i].brand) + "\n"
         }
         try writeText(work + "/items.csv", catalogCSV)
-        let config = work + "/aggregator.toml"
-        try writeText(config, """
-            [server]
-            host = "127.0.0.1"
-            port = 0
-            state_directory = "\(work)/aggregator"
-            signing_key = "\(work)/signing.key"
-            [plan]
-            sampling_rate = 1.0
-            clip_norm = \(options.clipNorm)
-            noise_multiplier = \(options.noiseMultiplier)
-            mode = "\(options.mode)"
-            bit_width = 20
-            [fedbuff]
-            buffer_size = \(options.agents)
-            minimum_updates = \(options.agents)
-            round_deadline_seconds = 3600
-            server_learning_rate = \(options.serverLearningRate > 0 ? options.serverLearningRate : Double(options.agents))
-            [privacy]
-            delta = 1e-5
-            epsilon_budget = 1000.0
-            """)
-        let initOut = try await Subprocess.output(aggregatorBinary, ["init", "--config", config, "--catalog", work + "/items.csv",
-                                                                     "--dim", String(options.dimension)], log: work + "/commands.log")
-        guard let keyLine = initOut.split(separator: "\n").first(where: { $0.hasPrefix("model_public_key") }),
-              let publicKey = keyLine.split(separator: "\"").dropFirst().first else {
-            throw DemoError("hearth-aggregator init failed; see \(work)/commands.log")
+        let aggregator: LoopbackAggregator
+        do {
+            aggregator = try await LoopbackAggregator.start(LoopbackAggregator.Setup(
+                binary: aggregatorBinary, directory: work,
+                sections: """
+                    [plan]
+                    sampling_rate = 1.0
+                    clip_norm = \(options.clipNorm)
+                    noise_multiplier = \(options.noiseMultiplier)
+                    mode = "\(options.mode)"
+                    bit_width = 20
+                    [fedbuff]
+                    buffer_size = \(options.agents)
+                    minimum_updates = \(options.agents)
+                    round_deadline_seconds = 3600
+                    server_learning_rate = \(options.serverLearningRate > 0 ? options.serverLearningRate : Double(options.agents))
+                    [privacy]
+                    delta = 1e-5
+                    epsilon_budget = 1000.0
+                    """,
+                initArguments: ["--catalog", work + "/items.csv", "--dim", String(options.dimension)],
+                fleetName: "kiosk", fleetSize: options.agents))
+        } catch {
+            throw DemoError(error.message)
         }
-        let enrolled = try await Subprocess.output(aggregatorBinary, ["devices", "add", "kiosk", "--count", String(options.agents),
-                                                                      "--config", config], log: work + "/commands.log")
-        let credentials = enrolled.split(separator: "\n").compactMap { $0.split(separator: "\t").last.map(String.init) }
-        guard credentials.count == options.agents else { throw DemoError("enrolment failed; see \(work)/commands.log") }
-
-        let aggregator = try Subprocess(aggregatorBinary, ["serve", "--config", config, "--port-file", work + "/port", "--tick-interval", "0.2"],
-                                        log: work + "/aggregator.log")
         defer { aggregator.stop() }
-        let port = try await waitForLine(work + "/port", process: aggregator)
-        let base = "http://127.0.0.1:\(port)"
+        let base = aggregator.baseURL
+        let credentials = aggregator.credentials
+        let publicKey = aggregator.modelPublicKey
 
         // The kiosks.
         var kiosks: [Subprocess] = []
@@ -141,9 +134,13 @@ public struct FederatedDemo {
                 credential_file = "\(work)/credential-\(k)"
                 model_public_key = "\(publicKey)"
                 """)
-            kiosks.append(try Subprocess(agentBinary, ["--config", state + ".toml", "--training-check-interval", "0.2",
-                                                       "--upload-interval", "0.2", "--model-refresh-interval", "0.2"],
-                                         log: state + ".log"))
+            do {
+                kiosks.append(try Subprocess(agentBinary, ["--config", state + ".toml", "--training-check-interval", "0.2",
+                                                           "--upload-interval", "0.2", "--model-refresh-interval", "0.2"],
+                                             log: state + ".log"))
+            } catch {
+                throw DemoError(error.message)
+            }
             clients.append(AgentClient(socketPath: "\(work)/k\(k).sock"))
         }
         for k in 0 ..< options.agents { try await waitForVersion(1, client: clients[k], process: kiosks[k]) }
@@ -245,30 +242,10 @@ public struct FederatedDemo {
         throw DemoError("model version \(version) did not reach a kiosk in \(seconds) s; see \(process.log)")
     }
 
-    private func waitForLine(_ path: String, process: Subprocess) async throws -> String {
-        let deadline = wallSeconds() + 30
-        while wallSeconds() < deadline {
-            if let text = readText(path), let line = text.split(separator: "\n").first { return String(line) }
-            if !process.isRunning { throw DemoError("hearth-aggregator exited early; see \(process.log)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        throw DemoError("hearth-aggregator did not start; see \(process.log)")
-    }
-
     private func row(version: UInt64, metrics: RankingMetrics, epsilon: Double) -> String {
         let v = String(version)
         return String(repeating: " ", count: max(0, 7 - v.count)) + v + "  " + fixed(metrics.hitRate) + "  " + fixed(metrics.ndcg)
             + "   " + fixed(epsilon, digits: 2)
-    }
-
-    private func makeDirectory() throws -> String {
-        var template = Array("/tmp/hearth-demo-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { buffer -> String? in
-            guard let base = buffer.baseAddress, let result = mkdtemp(base) else { return nil }
-            return String(cString: result)
-        }
-        guard let made else { throw DemoError("cannot create a temporary directory") }
-        return made
     }
 }
 

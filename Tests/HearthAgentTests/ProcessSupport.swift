@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import HearthLocalAPI
+import HearthProcess
 import Synchronization
 
 struct TestFailure: Error, CustomStringConvertible {
@@ -57,18 +58,11 @@ func makeTemporaryDirectory() throws -> String {
 
 /// The built `hearth-agent`: next to the test bundle in the build directory.
 func agentBinaryPath() throws -> String {
-    var buffer = [CChar](repeating: 0, count: 4096)
-    let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    guard n > 0 else { throw TestFailure("readlink /proc/self/exe failed") }
-    var path = String(decoding: buffer[0 ..< n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    // .../debug/HearthPackageTests.xctest (a file on Linux) → .../debug/hearth-agent
-    while let slash = path.lastIndex(of: "/") {
-        path = String(path[..<slash])
-        let candidate = path + "/hearth-agent"
-        if access(candidate, X_OK) == 0 { return candidate }
-        if path.isEmpty { break }
+    do {
+        return try builtExecutable("hearth-agent")
+    } catch {
+        throw TestFailure("\(error.message): run `swift build --build-tests` first")
     }
-    throw TestFailure("hearth-agent not found next to the test bundle: run `swift build --build-tests` first")
 }
 
 /// A child process started with posix_spawn, stderr to `logPath`.
