@@ -41,6 +41,27 @@ public enum AggregatorSetup {
     public static func initialize(_ configuration: AggregatorConfiguration, catalog: Catalog, dimension: Int,
                                   now: Int64 = wallClockMilliseconds()) throws(AggregatorError) -> ModelSigner {
         guard (1 ... 1024).contains(dimension) else { throw .configuration("--dim must be in 1...1024, got \(dimension)") }
+        var rng = SystemRandomNumberGenerator()
+        let parameters = GlobalParameters(itemCount: catalog.count, dimension: dimension, scale: 0.1, using: &rng)
+        let model: Model
+        do throws(CoreError) {
+            model = try Model(version: 1, catalog: catalog, parameters: parameters)
+        } catch {
+            throw .configuration("cannot build the first model: \(error.message)")
+        }
+        return try initialize(configuration, firstModel: model, now: now)
+    }
+
+    /// Creates the first model version from `model` (its catalogue, parameters and query
+    /// encoder; its version number becomes 1): for example a model trained centrally beforehand
+    /// (`hearth-demo central --save-model`), or the seeded initial model of a simulation that
+    /// must start where its in-process twin starts (`hearth-sim --over-http`). Otherwise as
+    /// `initialize(_:catalog:dimension:now:)`.
+    public static func initialize(_ configuration: AggregatorConfiguration, firstModel model: Model,
+                                  now: Int64 = wallClockMilliseconds()) throws(AggregatorError) -> ModelSigner {
+        guard (1 ... 1024).contains(model.parameters.dimension) else {
+            throw .configuration("the model's dimension must be in 1...1024, got \(model.parameters.dimension)")
+        }
         let store = try openStore(configuration)
         defer { store.close() }
         do {
@@ -59,15 +80,13 @@ public enum AggregatorSetup {
             signer = ModelSigner()
             try writeNewFile(configuration.signingKeyFile, Array(signer.keyFileText.utf8), mode: 0o600)
         }
-        var rng = SystemRandomNumberGenerator()
-        let parameters = GlobalParameters(itemCount: catalog.count, dimension: dimension, scale: 0.1, using: &rng)
-        let model: Model
+        let first: Model
         do throws(CoreError) {
-            model = try Model(version: 1, catalog: catalog, parameters: parameters)
+            first = try Model(version: 1, catalog: model.catalog, parameters: model.parameters, encoder: model.encoder)
         } catch {
             throw .configuration("cannot build the first model: \(error.message)")
         }
-        let bytes = ModelFile.encode(model)
+        let bytes = ModelFile.encode(first)
         let record = VersionRecord(version: 1, createdMilliseconds: now, parent: nil, updates: 0, noiseStandardDeviation: 0,
                                    epsilon: 0, delta: configuration.delta, dataVersions: 0, origin: "init")
         do {

@@ -60,26 +60,49 @@ struct Initialize: AsyncParsableCommand {
 
     @OptionGroup var options: ConfigOptions
 
-    @Option(help: "Items CSV with an item_id column (and optional category/genres and brand).")
-    var catalog: String
+    @Option(help: "Items CSV with an item_id column (and optional category/genres and brand); random initial parameters.")
+    var catalog: String?
 
-    @Option(help: "Embedding dimension.")
+    @Option(help: "Embedding dimension (with --catalog).")
     var dim: Int = 32
 
-    @Option(name: .customLong("max-items"), help: "Keep only the first N items of the catalogue.")
+    @Option(name: .customLong("max-items"), help: "Keep only the first N items of the catalogue (with --catalog).")
     var maxItems: Int?
+
+    @Option(help: "Start from this model file instead (catalogue and parameters; docs/formats.md), e.g. one trained centrally.")
+    var model: String?
+
+    func validate() throws {
+        guard (catalog == nil) != (model == nil) else { throw ValidationError("give exactly one of --catalog and --model") }
+    }
 
     func run() async throws {
         let configuration = try options.load()
-        let items: Catalog
-        do {
-            items = try Catalog(itemsCSVAt: catalog, maxItems: maxItems)
-        } catch {
-            writeStderr("hearth-aggregator: \(error.message)\n")
-            throw ExitCode(2)
+        let signer: ModelSigner
+        let first: (items: Int, dimension: Int)
+        if let model {
+            let initial: Model
+            do {
+                initial = try ModelFile.decode(try readFile(model))
+            } catch {
+                writeStderr("hearth-aggregator: --model \(model): \(error)\n")
+                throw ExitCode(2)
+            }
+            signer = try await reportingErrors { try AggregatorSetup.initialize(configuration, firstModel: initial) }
+            first = (initial.catalog.count, initial.parameters.dimension)
+        } else {
+            let items: Catalog
+            do {
+                items = try Catalog(itemsCSVAt: catalog ?? "", maxItems: maxItems)
+            } catch {
+                writeStderr("hearth-aggregator: \(error.message)\n")
+                throw ExitCode(2)
+            }
+            let dimension = dim
+            signer = try await reportingErrors { try AggregatorSetup.initialize(configuration, catalog: items, dimension: dimension) }
+            first = (items.count, dim)
         }
-        let signer = try await reportingErrors { try AggregatorSetup.initialize(configuration, catalog: items, dimension: dim) }
-        print("created model version 1: \(items.count) items x \(dim)")
+        print("created model version 1: \(first.items) items x \(first.dimension)")
         print("model_public_key = \"\(signer.publicKeyBase64)\"   # for the agents' [upload] section")
     }
 }
