@@ -3,7 +3,8 @@
 #   1. builds cross/kernel_check.c + the kernels for baseline arm64 (-march=armv8-a) and runs the
 #      driver under qemu-user as Cortex-A53 and A72 (must pick `neon`, must never execute SDOT)
 #      and Cortex-A76 (must pick `neondot`), plus HEARTH_KERNEL_ISA overrides;
-#   2. checks statically that SDOT/UDOT appear only inside hearth_dot_neondot;
+#   2. checks statically that SDOT/UDOT appear only inside the neondot kernel's two entry points
+#      (hearth_dot_neondot and hearth_scan_neondot);
 #   3. builds the same driver natively for x86-64 and runs it (avx2; avxvnni when the CPU has it);
 #   4. tries the AVX-VNNI kernel under qemu-x86_64 (skipped with a note when the qemu model lacks
 #      AVX-VNNI, as Debian bookworm's QEMU 7.2 does) and, always, with vpdpbusd replaced by a
@@ -51,15 +52,15 @@ if ! run aarch64-linux-gnu-gcc "${CFLAGS[@]}" -march=armv8-a -static "${SOURCES[
     QEMU_ARM=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
 fi
 
-echo "== SDOT/UDOT may appear only in hearth_dot_neondot (a baseline CPU must never meet one)"
+echo "== SDOT/UDOT may appear only in hearth_dot_neondot and hearth_scan_neondot (a baseline CPU must never meet one)"
 dot_functions=$(aarch64-linux-gnu-objdump -d "$ARM_BIN" |
     awk '/^[0-9a-f]+ <.*>:$/ { fn = $2 } /\t(sdot|udot)\t/ { print fn }' | sort -u | tr '\n' ' ')
 echo "functions containing sdot/udot: ${dot_functions:-none}"
-if [[ "$dot_functions" != "<hearth_dot_neondot>: " ]]; then
-    echo "check-kernels: FAIL: expected SDOT only in <hearth_dot_neondot>, found in: ${dot_functions:-none}" >&2
+if [[ "$dot_functions" != "<hearth_dot_neondot>: <hearth_scan_neondot>: " ]]; then
+    echo "check-kernels: FAIL: expected SDOT only in <hearth_dot_neondot> and <hearth_scan_neondot>, found in: ${dot_functions:-none}" >&2
     exit 1
 fi
-note "arm64 static check: sdot only in hearth_dot_neondot"
+note "arm64 static check: sdot only in hearth_dot_neondot and hearth_scan_neondot"
 
 for cpu_expect in cortex-a53:neon cortex-a72:neon cortex-a76:neondot; do
     cpu=${cpu_expect%%:*} expect=${cpu_expect#*:}

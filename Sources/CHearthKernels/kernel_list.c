@@ -20,14 +20,14 @@
 #endif
 
 static const hearth_kernel kernels[] = {
-    {HEARTH_ISA_SCALAR, "scalar", hearth_dot_scalar},
+    {HEARTH_ISA_SCALAR, "scalar", hearth_dot_scalar, hearth_scan_scalar},
 #if defined(__x86_64__)
-    {HEARTH_ISA_AVX2, "avx2", hearth_dot_avx2},
-    {HEARTH_ISA_AVXVNNI, "avxvnni", hearth_dot_avxvnni},
+    {HEARTH_ISA_AVX2, "avx2", hearth_dot_avx2, hearth_scan_avx2},
+    {HEARTH_ISA_AVXVNNI, "avxvnni", hearth_dot_avxvnni, hearth_scan_avxvnni},
 #endif
 #if defined(__aarch64__)
-    {HEARTH_ISA_NEON, "neon", hearth_dot_neon},
-    {HEARTH_ISA_NEONDOT, "neondot", hearth_dot_neondot},
+    {HEARTH_ISA_NEON, "neon", hearth_dot_neon, hearth_scan_neon},
+    {HEARTH_ISA_NEONDOT, "neondot", hearth_dot_neondot, hearth_scan_neondot},
 #endif
 };
 

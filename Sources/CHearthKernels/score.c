@@ -1,61 +1,51 @@
-/// Scoring and top-K shared by every kernel: the ISA kernels only compute int32 dot products;
-/// the float epilogue and the selection below are the same code for all of them, so results are
-/// bit-exact whenever the dot products are.
+/// Scoring and top-K shared by every kernel. Each ISA kernel scans whole blocks (dot products and
+/// the float epilogue fused, with the same IEEE operations in the same order as
+/// `hearth_score_from_dot`); the selection below is the same code for all of them, so results
+/// are bit-exact whenever the dot products are.
+#include <math.h>
 #include <string.h>
 #include "hearth_kernels.h"
 
-/// Rows scored per chunk: the int32 and float scratch stay in L1.
-#define CHUNK_BLOCKS 32
+/// Blocks scanned per chunk: the scores and masks scratch stay in L1, and the top-K heap is
+/// consulted once per chunk (usually not at all, once it is full).
+#define CHUNK_BLOCKS 64
 #define CHUNK_ROWS (CHUNK_BLOCKS * HEARTH_BLOCK_ROWS)
 
 static size_t block_bytes(int32_t dim_padded) {
     return (size_t)HEARTH_BLOCK_ROWS * (size_t)dim_padded;
 }
 
-/* The epilogue is built for the baseline and, on x86-64, also for AVX2 (picked once by the
-   loader through an ifunc). Both builds evaluate the same IEEE operations in the same order
-   (no contraction: -ffp-contract=off), so the scores are identical; AVX2 only does 8 at once. */
-#if defined(__x86_64__) && defined(__linux__) && (defined(__clang__) || defined(__GNUC__))
-#define HEARTH_EPILOGUE_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define HEARTH_EPILOGUE_CLONES
-#endif
-
-/// Writes the scores of `count` rows from their dot products and returns the largest.
-HEARTH_EPILOGUE_CLONES
-static float epilogue(const hearth_table *table, int32_t first_row, int32_t count, const int32_t *acc,
-                      float query_scale, float *scores) {
-    const float *row_scale = table->row_scale + first_row;
-    const float *bias = table->bias + first_row;
-    for (int32_t i = 0; i < count; i++) {
-        scores[i] = hearth_score_from_dot(acc[i], row_scale[i], query_scale, bias[i]);
+/// Scores the last block when it holds padding rows (the ISA scan needs every row real, because
+/// `row_scale` and `bias` have only `rows` entries): the dot kernel, then the epilogue per row.
+/// Returns the block's mask of real rows `>= threshold`; `scores` gets its real rows.
+static uint8_t score_partial_block(const hearth_kernel *kernel, const hearth_table *table, int32_t block,
+                                   const int8_t *query, float query_scale, float threshold, float *scores) {
+    int32_t acc[HEARTH_BLOCK_ROWS];
+    kernel->dot(table->packed + (size_t)block * block_bytes(table->dim_padded), query, table->dim_padded, 1, acc);
+    const int32_t first_row = block * HEARTH_BLOCK_ROWS;
+    uint8_t mask = 0;
+    for (int32_t r = 0; r < HEARTH_BLOCK_ROWS && first_row + r < table->rows; r++) {
+        const int32_t row = first_row + r;
+        scores[r] = hearth_score_from_dot(acc[r], table->row_scale[row], query_scale, table->bias[row]);
+        if (scores[r] >= threshold) mask |= (uint8_t)(1u << r);
     }
-    /* Eight running maxima, one per lane, so the loop vectorises without reassociating;
-       the maximum of finite floats does not depend on the order anyway. */
-    float lane_max[8];
-    for (int32_t j = 0; j < 8; j++) lane_max[j] = scores[0];
-    int32_t i = 0;
-    for (; i + 8 <= count; i += 8) {
-        for (int32_t j = 0; j < 8; j++) lane_max[j] = scores[i + j] > lane_max[j] ? scores[i + j] : lane_max[j];
-    }
-    for (; i < count; i++) lane_max[0] = scores[i] > lane_max[0] ? scores[i] : lane_max[0];
-    float best = lane_max[0];
-    for (int32_t j = 1; j < 8; j++) best = lane_max[j] > best ? lane_max[j] : best;
-    return best;
+    return mask;
 }
 
 void hearth_score_all(const hearth_kernel *kernel, const hearth_table *table, const int8_t *query,
                       float query_scale, float *scores) {
-    int32_t acc[CHUNK_ROWS];
-    const int32_t blocks = hearth_block_count(table->rows);
-    for (int32_t block = 0; block < blocks; block += CHUNK_BLOCKS) {
-        const int32_t count = blocks - block < CHUNK_BLOCKS ? blocks - block : CHUNK_BLOCKS;
-        kernel->dot(table->packed + (size_t)block * block_bytes(table->dim_padded), query,
-                    table->dim_padded, count, acc);
+    uint8_t masks[CHUNK_BLOCKS];
+    const int32_t full_blocks = table->rows / HEARTH_BLOCK_ROWS;
+    for (int32_t block = 0; block < full_blocks; block += CHUNK_BLOCKS) {
+        const int32_t count = full_blocks - block < CHUNK_BLOCKS ? full_blocks - block : CHUNK_BLOCKS;
         const int32_t first_row = block * HEARTH_BLOCK_ROWS;
-        int32_t rows = count * HEARTH_BLOCK_ROWS;
-        if (first_row + rows > table->rows) rows = table->rows - first_row;
-        (void)epilogue(table, first_row, rows, acc, query_scale, scores + first_row);
+        (void)kernel->scan(table->packed + (size_t)block * block_bytes(table->dim_padded), query, table->dim_padded,
+                           count, table->row_scale + first_row, table->bias + first_row, query_scale, 0.0f,
+                           scores + first_row, masks);
+    }
+    if (full_blocks * HEARTH_BLOCK_ROWS < table->rows) {
+        (void)score_partial_block(kernel, table, full_blocks, query, query_scale, 0.0f,
+                                  scores + full_blocks * HEARTH_BLOCK_ROWS);
     }
 }
 
@@ -94,38 +84,54 @@ static int is_excluded(const uint64_t *excluded, int32_t row) {
     return excluded != NULL && ((excluded[row >> 6] >> (row & 63)) & 1u);
 }
 
+/// Offers the rows of one block whose bit is set in `mask` to the top-K heap `out` of `*size`
+/// entries (capacity `k`); excluded rows are skipped.
+static void offer_block(int32_t first_row, uint8_t mask, const float *scores, const uint64_t *excluded,
+                        int32_t k, hearth_scored *out, int32_t *size) {
+    for (int32_t r = 0; r < HEARTH_BLOCK_ROWS; r++) {
+        if (!((mask >> r) & 1u)) continue;
+        const int32_t row = first_row + r;
+        if (is_excluded(excluded, row)) continue;
+        const hearth_scored candidate = {row, scores[r]};
+        if (*size < k) {
+            out[*size] = candidate;
+            sift_up(out, *size);
+            (*size)++;
+        } else if (ranks_before(candidate, out[0])) {
+            out[0] = candidate;
+            sift_down(out, *size, 0);
+        }
+    }
+}
+
 int32_t hearth_score_topk(const hearth_kernel *kernel, const hearth_table *table,
                           const int8_t *query, float query_scale, const uint64_t *excluded,
                           int32_t k, hearth_scored *out) {
     if (k <= 0 || table->rows <= 0) return 0;
-    int32_t acc[CHUNK_ROWS];
     float scores[CHUNK_ROWS];
+    uint8_t masks[CHUNK_BLOCKS];
     int32_t size = 0;
-    const int32_t blocks = hearth_block_count(table->rows);
-    for (int32_t block = 0; block < blocks; block += CHUNK_BLOCKS) {
-        const int32_t count = blocks - block < CHUNK_BLOCKS ? blocks - block : CHUNK_BLOCKS;
+    /* Rows below the heap's worst entry can never enter it. Until the heap is full every row is
+       a candidate; a row equal to the worst may still win on its lower index, hence `>=`. */
+    float threshold = -INFINITY;
+    const int32_t full_blocks = table->rows / HEARTH_BLOCK_ROWS;
+    for (int32_t block = 0; block < full_blocks; block += CHUNK_BLOCKS) {
+        const int32_t count = full_blocks - block < CHUNK_BLOCKS ? full_blocks - block : CHUNK_BLOCKS;
         const int32_t first_row = block * HEARTH_BLOCK_ROWS;
-        kernel->dot(table->packed + (size_t)block * block_bytes(table->dim_padded), query,
-                    table->dim_padded, count, acc);
-        int32_t rows = count * HEARTH_BLOCK_ROWS;
-        if (first_row + rows > table->rows) rows = table->rows - first_row;
-        const float chunk_max = epilogue(table, first_row, rows, acc, query_scale, scores);
-        /* Once the heap is full almost every chunk is below its worst entry: skip it whole. */
-        if (size == k && chunk_max < out[0].score) continue;
-        for (int32_t i = 0; i < rows; i++) {
-            const int32_t row = first_row + i;
-            if (size == k && scores[i] < out[0].score) continue;  // cheap reject, the common case
-            if (is_excluded(excluded, row)) continue;
-            const hearth_scored candidate = {row, scores[i]};
-            if (size < k) {
-                out[size] = candidate;
-                sift_up(out, size);
-                size++;
-            } else if (ranks_before(candidate, out[0])) {
-                out[0] = candidate;
-                sift_down(out, size, 0);
-            }
+        const int32_t flagged = kernel->scan(table->packed + (size_t)block * block_bytes(table->dim_padded), query,
+                                             table->dim_padded, count, table->row_scale + first_row,
+                                             table->bias + first_row, query_scale, threshold, scores, masks);
+        if (flagged == 0) continue;  // the common case once the heap is full
+        for (int32_t b = 0; b < count; b++) {
+            if (masks[b] == 0) continue;
+            offer_block(first_row + b * HEARTH_BLOCK_ROWS, masks[b], scores + b * HEARTH_BLOCK_ROWS, excluded, k, out,
+                        &size);
         }
+        if (size == k) threshold = out[0].score;
+    }
+    if (full_blocks * HEARTH_BLOCK_ROWS < table->rows) {
+        const uint8_t mask = score_partial_block(kernel, table, full_blocks, query, query_scale, threshold, scores);
+        offer_block(full_blocks * HEARTH_BLOCK_ROWS, mask, scores, excluded, k, out, &size);
     }
     // Heap sort the survivors into rank order, best first.
     for (int32_t end = size - 1; end > 0; end--) {

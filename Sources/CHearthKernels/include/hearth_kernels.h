@@ -54,12 +54,25 @@ typedef enum hearth_isa {
 typedef void (*hearth_dot_fn)(const int8_t *packed, const int8_t *query, int32_t dim_padded,
                               int32_t block_count, int32_t *out);
 
+/// Scores `block_count` packed blocks whose rows are all real (no padding rows) and flags the
+/// rows that reach `threshold`: the dot product and the float epilogue fused in one pass.
+///
+/// `row_scale` and `bias` point at the first block's first row; `scores` receives
+/// `block_count * HEARTH_BLOCK_ROWS` values computed exactly as `hearth_score_from_dot`; `masks`
+/// receives one byte per block whose bit `r` is set when row `r` scored `>= threshold`. Returns
+/// the number of blocks with a non-zero mask, so a top-K scan skips a chunk in one test.
+/// Fusing keeps the memory stream going: no int32 round trip and no second pass per chunk.
+typedef int32_t (*hearth_scan_fn)(const int8_t *packed, const int8_t *query, int32_t dim_padded,
+                                  int32_t block_count, const float *row_scale, const float *bias,
+                                  float query_scale, float threshold, float *scores, uint8_t *masks);
+
 /// One entry of the kernel list.
 typedef struct hearth_kernel {
     hearth_isa isa;
     /// Stable lower-case name, also the value of `HEARTH_KERNEL_ISA` that selects it.
     const char *name;
     hearth_dot_fn dot;
+    hearth_scan_fn scan;
 } hearth_kernel;
 
 /// Number of kernels compiled into this binary (for every architecture, only its own).
@@ -136,6 +149,10 @@ void hearth_score_rows(const hearth_table *table, const int8_t *query, float que
 /// Reference dot-product kernel: the oracle every other kernel is tested against.
 void hearth_dot_scalar(const int8_t *packed, const int8_t *query, int32_t dim_padded,
                        int32_t block_count, int32_t *out);
+/// Reference fused scan (`hearth_scan_fn`): the oracle dot, then `hearth_score_from_dot` per row.
+int32_t hearth_scan_scalar(const int8_t *packed, const int8_t *query, int32_t dim_padded,
+                           int32_t block_count, const float *row_scale, const float *bias,
+                           float query_scale, float threshold, float *scores, uint8_t *masks);
 
 #ifdef __cplusplus
 }
