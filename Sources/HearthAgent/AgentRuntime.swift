@@ -93,7 +93,8 @@ public actor AgentRuntime: LocalAPIBackend {
 
         if let bytes = try FileSupport.read(modelDirectory + "/" + ModelFetcher.currentFileName) {
             do throws(CoreError) {
-                model = try ModelFile.decode(bytes)
+                // The float master is checked, not kept: the agent serves and trains from the int8 table.
+                model = try ModelFile.decode(bytes, keepingMaster: false)
             } catch {
                 // A corrupt file is reported and not served; the fetcher can replace it.
                 logger.error("current model does not decode; serving without a model", metadata: ["error": "\(error.message)"])
@@ -362,9 +363,10 @@ public actor AgentRuntime: LocalAPIBackend {
     /// streamed into the envelope (`UpdateAccumulator`, sealed by `UpdateAccumulator.seal` into an
     /// `UpdateEnvelopeWriter`, as the simulator's over-HTTP devices do).
     ///
-    /// Memory beyond the served model: one parameter-sized Float buffer (trained, then turned
-    /// into the update in place), one bit per coordinate for the rounding, the encoded envelope
-    /// (b bits per coordinate) and, for the session unit, an `Int32` sum.
+    /// Memory beyond the served model: the rows the round touches in float32 and a float32 copy of
+    /// the biases (`ParameterOverlay`; training starts from the int8 table, the agent keeps no
+    /// float master), one bit per coordinate for the rounding, the encoded envelope (b bits per
+    /// coordinate) and, for the session unit, an `Int32` sum.
     private static func train(model: Model, records: [EventRecord], local: [Float], rounds: DeviceTraining,
                               privacy: PrivacyConfiguration, samplingRate: Double, clock: @Sendable () -> Int64,
                               limitMilliseconds: Int64) -> Result<TrainedUpdate, AgentError> {
@@ -373,14 +375,14 @@ public actor AgentRuntime: LocalAPIBackend {
         var trainingRNG = BufferedSecureRandom()
         var privacyRNG = BufferedSecureRandom()
         do throws(PrivacyError) {
-            let privatizer = try UpdatePrivatizer(configuration: privacy, dimension: model.parameters.parameterCount)
+            let privatizer = try UpdatePrivatizer(configuration: privacy, dimension: model.parameterCount)
             var accumulator = try UpdateAccumulator<Float>(privatizer: privatizer)
             let summary = try rounds.stream(
                 model: model, records: records, local: local, perSession: privacy.unit == .session,
                 maxContributions: privacy.maxSessionsPerUpdate, using: &trainingRNG,
                 shouldStop: { clock() >= deadline }
-            ) { (delta: GlobalParameters) throws(PrivacyError) in
-                try accumulator.add([delta.embeddings, delta.bias], using: &privacyRNG)
+            ) { (delta: ParameterOverlay.Update) throws(PrivacyError) in
+                try accumulator.add(coordinates: delta, using: &privacyRNG)
             }
             guard summary.completed else {
                 return .success(TrainedUpdate(abandoned: "while training", priority: priority))
@@ -526,7 +528,7 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// The serving query state of `session` and the items purchased in it.
     private func localState(session: String, model: Model) throws -> (LocalState, [Int32]) {
-        let dimension = model.parameters.dimension
+        let dimension = model.dimension
         let stored = try mapStoreError { () throws(StoreError) in
             try store.recentEvents(session: session, limit: max(configuration.historyLength, 1_000))
         }
@@ -592,3 +594,7 @@ public struct RuntimeOutbox: UploadOutbox {
         try await runtime.markUploaded(id: id)
     }
 }
+
+/// A round's update is privatised in place, read from the training overlay: clipping, rounding
+/// and noise see every coordinate (zero on untouched rows) without a dense copy.
+extension ParameterOverlay.Update: UpdateCoordinates {}

@@ -204,10 +204,11 @@ public struct ModelRefreshService: Service {
             return await idleUntilShutdown()
         }
         let client = aggregatorClient(configuration)
-        let fetcher: ModelFetcher
+        var fetcher: ModelFetcher
         do {
             fetcher = try ModelFetcher(baseURL: configuration.aggregatorURL, directory: runtime.modelDirectory,
                                        publicKey: key, client: client, logger: logger)
+            fetcher.keepsFloatMaster = false  // the agent serves and trains from the int8 table
         } catch {
             logger.error("model refresh off", metadata: ["error": "\(error)"])
             return await idleUntilShutdown()

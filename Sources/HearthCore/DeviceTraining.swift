@@ -93,59 +93,62 @@ public struct DeviceTraining: Sendable {
         public var completed: Bool
     }
 
-    /// The round of `run` with one full-size parameter buffer instead of several.
+    /// A device's round: `run` from the int8 table the device serves, holding only the rows the
+    /// round touches.
     ///
-    /// Trains a copy of the global parameters in place and turns that same buffer into the
-    /// update (`trained − start`, in place), then hands it to `contribution`:
-    /// - device unit (`perSession: false`): once, the whole update (`run`'s `update`);
+    /// Training starts from `model.table` dequantised (a device keeps no float master; see
+    /// `Model`) in a `ParameterOverlay`, so memory grows with the rows the round's events and
+    /// sampled negatives touch, not with the catalogue. `contribution` gets the update
+    /// (`trained − start`, dense over every coordinate, zero on untouched rows, read in place):
+    /// - device unit (`perSession: false`): once, the whole update;
     /// - session unit: the contributions of the last `maxContributions` sessions, one at a time,
-    ///   each trained from the same start on the same reused buffer (`run`'s `sessionUpdates`
-    ///   suffix); earlier sessions still train the local embedding.
+    ///   each trained from the same start on the same reused overlay; earlier sessions still
+    ///   train the local embedding.
     ///
-    /// The buffer passed to `contribution` is reused afterwards for the next session: a caller
-    /// that keeps it past the call (device unit) gets it untouched, one that keeps it in the
-    /// session unit makes the next session copy it. `shouldStop` is asked before every training
-    /// step; when it answers true training stops and the summary says `completed: false`.
+    /// Given `model.table.dequantized()` as the start, `run` computes the same values bit for
+    /// bit (tests). The update handed to `contribution` reads the overlay, which the next
+    /// session resets: a caller that keeps it past the call (device unit) gets it untouched, one
+    /// that keeps it in the session unit makes the reset copy the overlay. `shouldStop` is asked
+    /// before every training step; when it answers true training stops and the summary says
+    /// `completed: false`.
     public func stream<R: RandomNumberGenerator, E: Error>(
         model: Model, records: [EventRecord], local: [Float], perSession: Bool = false, maxContributions: Int = 1,
         using rng: inout R, shouldStop: () -> Bool = { false },
-        contribution: (GlobalParameters) throws(E) -> Void
+        contribution: (ParameterOverlay.Update) throws(E) -> Void
     ) throws(E) -> StreamSummary {
-        let start = model.parameters
-        let startLocal = local.count == start.dimension ? local : [Float](repeating: 0, count: start.dimension)
+        let dimension = model.table.dimension
+        let startLocal = local.count == dimension ? local : [Float](repeating: 0, count: dimension)
         let (sessions, skipped) = DeviceTraining.sessions(of: records, catalog: model.catalog)
         var summary = StreamSummary(local: startLocal, eventsUsed: records.count - skipped, eventsSkipped: skipped,
                                     sessions: sessions.count, contributions: 0, completed: false)
         // Sequential pass: the device-unit update, and in any case the local embedding.
-        var buffer = start
+        var overlay = ParameterOverlay(base: model.table)
         var embedding = startLocal
         var stopped = false
         for _ in 0 ..< epochs where !stopped {
             for session in sessions where !stopped {
-                trainer.train(sequence: session[...], parameters: &buffer, local: &embedding, using: &rng, shouldStop: shouldStop)
+                trainer.train(sequence: session[...], parameters: &overlay, local: &embedding, using: &rng, shouldStop: shouldStop)
                 stopped = shouldStop()
             }
         }
         summary.local = embedding
         if stopped { return summary }
         if !perSession {
-            buffer.subtract(start)
             summary.contributions = 1
-            try contribution(buffer)
+            try contribution(overlay.update)
             summary.completed = true
             return summary
         }
         for session in sessions.suffix(max(0, maxContributions)) {
-            buffer.assign(from: start)
+            overlay.reset()
             var ownLocal = startLocal
             for _ in 0 ..< epochs where !stopped {
-                trainer.train(sequence: session[...], parameters: &buffer, local: &ownLocal, using: &rng, shouldStop: shouldStop)
+                trainer.train(sequence: session[...], parameters: &overlay, local: &ownLocal, using: &rng, shouldStop: shouldStop)
                 stopped = shouldStop()
             }
             if stopped { return summary }
-            buffer.subtract(start)
             summary.contributions += 1
-            try contribution(buffer)
+            try contribution(overlay.update)
         }
         summary.completed = true
         return summary

@@ -1,12 +1,14 @@
 import CHearthKernels
 
 extension ModelFile {
-    /// Decodes a model file held in `bytes`.
-    public static func decode(_ bytes: [UInt8]) throws(CoreError) -> Model {
+    /// Decodes a model file held in `bytes`. With `keepingMaster: false` the float32 master is
+    /// checked but not kept (`Model.master` is nil): what a device that serves and trains from
+    /// the int8 table loads.
+    public static func decode(_ bytes: [UInt8], keepingMaster: Bool = true) throws(CoreError) -> Model {
         // `withUnsafeBytes` is only `rethrows`, so carry the typed error out in a Result.
         let result = bytes.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Result<Model, CoreError> in
             do throws(CoreError) {
-                return .success(try decode(raw))
+                return .success(try decode(raw, keepingMaster: keepingMaster))
             } catch {
                 return .failure(error)
             }
@@ -21,7 +23,7 @@ extension ModelFile {
     /// zero gaps, section CRCs, section sizes against the header, and section contents (finite
     /// floats, valid UTF-8, unique ids, int8 values in [-127, 127], zero table padding).
     /// Sections of unknown kinds are checked for bounds and CRC, then skipped.
-    public static func decode(_ bytes: UnsafeRawBufferPointer) throws(CoreError) -> Model {
+    public static func decode(_ bytes: UnsafeRawBufferPointer, keepingMaster: Bool = true) throws(CoreError) -> Model {
         let file = try FileLayout(bytes)
         var found = [UInt32: SectionEntry]()
         for entry in file.sections where SectionKind(rawValue: entry.kind) != nil {
@@ -68,7 +70,12 @@ extension ModelFile {
                 attributes.append(ItemAttributes(category: strings[2 * item], brand: strings[2 * item + 1]))
             }
         }
-        let embeddings = try readFloats(embeddingsRaw, name: "embedding", rowWidth: d)
+        var embeddings: [Float] = []
+        if keepingMaster {
+            embeddings = try readFloats(embeddingsRaw, name: "embedding", rowWidth: d)
+        } else {
+            try checkFloats(embeddingsRaw, name: "embedding", rowWidth: d)
+        }
         let bias = try readFloats(biasRaw, name: "bias", rowWidth: 1)
         var tableBias = bias
         if let tableBiasRaw { tableBias = try readFloats(tableBiasRaw, name: "table bias", rowWidth: 1) }
@@ -80,8 +87,11 @@ extension ModelFile {
 
         do throws(CoreError) {
             let catalog = try Catalog(ids: ids, attributes: attributes)
-            let parameters = try GlobalParameters(itemCount: n, dimension: d, embeddings: embeddings, bias: bias)
             let table = try QuantizedTable(rows: n, dimension: d, packed: packed, rowScale: rowScale, bias: tableBias)
+            guard keepingMaster else {
+                return try Model(version: file.modelVersion, catalog: catalog, table: table, encoder: QueryEncoder(decay: file.decay))
+            }
+            let parameters = try GlobalParameters(itemCount: n, dimension: d, embeddings: embeddings, bias: bias)
             return try Model(version: file.modelVersion, catalog: catalog, parameters: parameters,
                              table: table, encoder: QueryEncoder(decay: file.decay))
         } catch {
@@ -262,6 +272,13 @@ extension ModelFile {
             values[i] = value
         }
         return values
+    }
+
+    /// Checks that every little-endian float32 value is finite, without keeping them.
+    static func checkFloats(_ raw: UnsafeRawBufferPointer, name: String, rowWidth: Int) throws(CoreError) {
+        for i in 0 ..< raw.count / 4 where !Float(bitPattern: readU32(raw, 4 * i)).isFinite {
+            throw .corruptFile("model file \(name) section holds a non-finite value in row \(i / rowWidth)")
+        }
     }
 
     /// Copies the packed table, checking values in [-127, 127] and zero padding.

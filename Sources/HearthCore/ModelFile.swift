@@ -91,8 +91,8 @@ public enum ModelFile {
         init(_ model: Model) {
             formatVersion = ModelFile.formatVersion
             modelVersion = model.version
-            itemCount = UInt64(model.parameters.itemCount)
-            dimension = UInt32(model.parameters.dimension)
+            itemCount = UInt64(model.table.rows)
+            dimension = UInt32(model.table.dimension)
             dimensionPadded = UInt32(model.table.dimensionPadded)
             blockRows = UInt32(HEARTH_BLOCK_ROWS)
             groupBytes = UInt32(HEARTH_GROUP_BYTES)
@@ -128,9 +128,10 @@ public enum ModelFile {
             }
             sections.append(Section(.itemAttributes, stringTable(strings)))
         }
-        sections.append(Section(.embeddings, float32Bytes(model.parameters.embeddings)))
-        sections.append(Section(.bias, float32Bytes(model.parameters.bias)))
-        if !sameBits(model.table.bias, model.parameters.bias) {
+        let parameters = model.parameters  // without a master: the table dequantised
+        sections.append(Section(.embeddings, float32Bytes(parameters.embeddings)))
+        sections.append(Section(.bias, float32Bytes(parameters.bias)))
+        if !sameBits(model.table.bias, parameters.bias) {
             sections.append(Section(.tableBias, float32Bytes(model.table.bias)))
         }
         sections.append(Section(.packedTable, model.table.packed.map { UInt8(bitPattern: $0) }))

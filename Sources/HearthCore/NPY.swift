@@ -31,13 +31,14 @@ public enum NPY {
     /// (float32 `[N]`), `table_int8.npy` (int8 `[N, d]`, row-major, unpacked from the kernel
     /// layout) and `row_scale.npy` (float32 `[N]`; `embeddings ≈ table_int8 * row_scale[:, None]`).
     public static func export(_ model: Model) -> [(name: String, bytes: [UInt8])] {
-        let n = model.parameters.itemCount, d = model.parameters.dimension
+        let parameters = model.parameters
+        let n = parameters.itemCount, d = parameters.dimension
         var int8 = [Int8]()
         int8.reserveCapacity(n * d)
         for row in 0 ..< n { int8.append(contentsOf: model.table.quantizedRow(row)) }
         return [
-            (name: "embeddings.npy", bytes: file(descr: "<f4", shape: [n, d], data: ModelFile.float32Bytes(model.parameters.embeddings))),
-            (name: "bias.npy", bytes: file(descr: "<f4", shape: [n], data: ModelFile.float32Bytes(model.parameters.bias))),
+            (name: "embeddings.npy", bytes: file(descr: "<f4", shape: [n, d], data: ModelFile.float32Bytes(parameters.embeddings))),
+            (name: "bias.npy", bytes: file(descr: "<f4", shape: [n], data: ModelFile.float32Bytes(parameters.bias))),
             (name: "table_int8.npy", bytes: file(descr: "|i1", shape: [n, d], data: int8.map { UInt8(bitPattern: $0) })),
             (name: "row_scale.npy", bytes: file(descr: "<f4", shape: [n], data: ModelFile.float32Bytes(model.table.rowScale))),
         ]

@@ -10,6 +10,7 @@ public enum OfflineEvaluation {
     ) throws(CoreError) -> (float32: RankingMetrics, int8: RankingMetrics) {
         var float32 = RankingMetrics(cutoff: cutoff)
         var int8 = RankingMetrics(cutoff: cutoff)
+        let parameters = model.parameters
         for user in split.test.indices {
             guard let target = split.test[user] else { continue }
             let history = split.historyBeforeTest(user: user)
@@ -18,7 +19,7 @@ public enum OfflineEvaluation {
             let query = model.query(for: state)
             int8.record(ranked: try model.table.topK(query: QuantizedQuery(query), k: cutoff, excluding: excluded, kernel: kernel).map { $0.item },
                         target: target.item)
-            float32.record(ranked: model.parameters.topK(query: query, k: cutoff, excluding: excluded).map { $0.item },
+            float32.record(ranked: parameters.topK(query: query, k: cutoff, excluding: excluded).map { $0.item },
                            target: target.item)
         }
         return (float32, int8)
@@ -45,8 +46,8 @@ public enum OfflineEvaluation {
 
     /// The serving state after `history`: the local embedding and the most recent events.
     public static func localState(model: Model, local: [Float]?, history: [Event]) -> LocalState {
-        var state = LocalState(dimension: model.parameters.dimension)
-        if let local, local.count == model.parameters.dimension { state.embedding = local }
+        var state = LocalState(dimension: model.dimension)
+        if let local, local.count == model.dimension { state.embedding = local }
         for event in history.suffix(state.capacity) { state.observe(event) }
         return state
     }

@@ -23,8 +23,10 @@ public struct QueryEncoder: Sendable, Equatable {
     }
 
     /// The query for `recent` events and local embedding `local` (length `parameters.dimension`).
-    public func query(parameters: GlobalParameters, local: [Float], recent: ArraySlice<Event>) -> [Float] {
-        let d = parameters.dimension
+    ///
+    /// `parameters` is the float master (`GlobalParameters`), a training round's overlay, or the
+    /// int8 table itself (dequantised rows: how a device without the float master serves).
+    public func query<P: EmbeddingRows>(parameters: P, local: [Float], recent: ArraySlice<Event>) -> [Float] {
         var query = local
         let weights = self.weights(for: recent)
         var total: Float = 0
@@ -33,15 +35,14 @@ public struct QueryEncoder: Sendable, Equatable {
         var index = 0
         for event in recent {
             let w = weights[index] / total
-            let base = Int(event.item) * d
-            for c in 0 ..< d { query[c] += w * parameters.embeddings[base + c] }
+            parameters.accumulate(row: Int(event.item), weight: w, into: &query)
             index += 1
         }
         return query
     }
 
     /// The query for a device's local state.
-    public func query(parameters: GlobalParameters, state: LocalState) -> [Float] {
+    public func query<P: EmbeddingRows>(parameters: P, state: LocalState) -> [Float] {
         query(parameters: parameters, local: state.embedding, recent: state.recent[...])
     }
 }

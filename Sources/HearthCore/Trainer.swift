@@ -46,8 +46,8 @@ public struct Trainer: Sendable {
     /// Updates `parameters` (global) and `local` (the device embedding) in place and returns the
     /// mean loss over the steps taken.
     @discardableResult
-    public func train<R: RandomNumberGenerator>(
-        sequence: ArraySlice<Event>, parameters: inout GlobalParameters, local: inout [Float], using rng: inout R
+    public func train<P: TrainableParameters, R: RandomNumberGenerator>(
+        sequence: ArraySlice<Event>, parameters: inout P, local: inout [Float], using rng: inout R
     ) -> Float {
         train(sequence: sequence, parameters: &parameters, local: &local, using: &rng, shouldStop: { false })
     }
@@ -55,9 +55,11 @@ public struct Trainer: Sendable {
     /// As `train(sequence:parameters:local:using:)`, asking `shouldStop` before every step and
     /// returning early (the steps taken so far stay applied) when it answers true. This is how a
     /// device bounds a round's time.
+    /// `parameters` is the full float master or a round's `ParameterOverlay`: given the same
+    /// starting values the two compute the same steps, bit for bit.
     @discardableResult
-    public func train<R: RandomNumberGenerator>(
-        sequence: ArraySlice<Event>, parameters: inout GlobalParameters, local: inout [Float], using rng: inout R,
+    public func train<P: TrainableParameters, R: RandomNumberGenerator>(
+        sequence: ArraySlice<Event>, parameters: inout P, local: inout [Float], using rng: inout R,
         shouldStop: () -> Bool
     ) -> Float {
         let d = parameters.dimension
@@ -66,6 +68,7 @@ public struct Trainer: Sendable {
         let config = configuration
         let candidates = config.negatives + 1
         var items = [Int](repeating: 0, count: candidates)
+        var rowOffsets = [Int](repeating: 0, count: candidates)
         var logits = [Float](repeating: 0, count: candidates)
         var gradQuery = [Float](repeating: 0, count: d)
         var totalLoss: Float = 0
@@ -83,10 +86,11 @@ public struct Trainer: Sendable {
                 if negative == target { negative = (negative + 1) % n }
                 items[m] = negative
             }
+            for m in 0 ..< candidates { rowOffsets[m] = parameters.writableRow(items[m]) }
             // Logits and softmax.
             var maxLogit = -Float.greatestFiniteMagnitude
             for m in 0 ..< candidates {
-                let base = items[m] * d
+                let base = rowOffsets[m]
                 var s = parameters.bias[items[m]]
                 for c in 0 ..< d { s += query[c] * parameters.embeddings[base + c] }
                 logits[m] = s
@@ -105,7 +109,7 @@ public struct Trainer: Sendable {
             let lr = config.learningRate
             for m in 0 ..< candidates {
                 let g = weight * (logits[m] / sum - (m == 0 ? 1 : 0))
-                let base = items[m] * d
+                let base = rowOffsets[m]
                 for c in 0 ..< d {
                     let e = parameters.embeddings[base + c]
                     gradQuery[c] += g * e
@@ -121,8 +125,8 @@ public struct Trainer: Sendable {
                 var position = 0
                 for event in history {
                     let a = weights[position] / total
-                    let base = Int(event.item) * d
                     if event.item >= 0, Int(event.item) < n {
+                        let base = parameters.writableRow(Int(event.item))
                         for c in 0 ..< d { parameters.embeddings[base + c] -= lr * a * gradQuery[c] }
                     }
                     position += 1

@@ -22,8 +22,9 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
     public let privatizer: UpdatePrivatizer
     /// Clipped and rounded contributions added so far.
     public private(set) var contributions = 0
-    /// Device unit: the one contribution, kept as the caller's pieces plus its rounding bits.
-    private var single: RoundedContribution<F>?
+    /// Device unit: the one contribution, kept as the caller's coordinates plus its rounding bits
+    /// (behind a closure, so any `UpdateCoordinates` source can be kept without a copy).
+    private var single: (@Sendable (_ body: (Int64) -> Void) -> Void)?
     /// Session unit: the integer sum of the rounded contributions.
     private var total: [Int32] = []
 
@@ -43,13 +44,22 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
     /// `maxSessionsPerUpdate` (session unit), `dimensionMismatch`, `nonFiniteUpdate`,
     /// `roundingFailed`.
     public mutating func add<R: RandomNumberGenerator>(_ pieces: [[F]], using rng: inout R) throws(PrivacyError) {
+        try add(coordinates: UpdatePieces(pieces), using: &rng)
+    }
+
+    /// `add(_:using:)` for an update given as any `UpdateCoordinates` source, read in place (for
+    /// example a sparse training overlay whose untouched rows are zero). Device unit: the source
+    /// is kept until `finish`. Same values and draws as `add` with the same coordinates as pieces.
+    public mutating func add<S: UpdateCoordinates, R: RandomNumberGenerator>(
+        coordinates source: S, using rng: inout R
+    ) throws(PrivacyError) where S.Value == F {
         let configuration = privatizer.configuration
         let limit = configuration.unit == .session ? configuration.maxSessionsPerUpdate : 1
         guard contributions < limit else { throw .tooManySessions }
-        let rounded = try RoundedContribution(pieces: pieces, grid: privatizer.grid, using: &rng)
+        let rounded = try RoundedContribution(coordinates: source, grid: privatizer.grid, using: &rng)
         switch configuration.unit {
         case .device:
-            single = rounded
+            single = { body in rounded.forEachValue(body) }
         case .session:
             if total.isEmpty { total = [Int32](repeating: 0, count: privatizer.grid.dimension) }
             var index = 0
@@ -97,7 +107,7 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
         }
         if let single {
             var failure: PrivacyError?
-            single.forEachValue { value in
+            single { value in
                 guard failure == nil else { return }
                 do throws(PrivacyError) { try output(value, &rng) } catch { failure = error }
             }
@@ -113,51 +123,51 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
     }
 }
 
-/// One contribution clipped to C and rounded onto the grid, stored as the caller's pieces, the
-/// clip factor and one rounding bit per coordinate.
-struct RoundedContribution<F: BinaryFloatingPoint & Sendable>: Sendable {
-    let pieces: [[F]]
+/// One contribution clipped to C and rounded onto the grid, stored as the caller's coordinates,
+/// the clip factor and one rounding bit per coordinate.
+struct RoundedContribution<Source: UpdateCoordinates>: Sendable {
+    typealias F = Source.Value
+    let source: Source
     /// nil when the contribution is already within the clip norm (used as is, like `Clipping.clip`).
     let factor: Double?
     let scale: Double
     /// Bit i set: coordinate i rounds up.
     let up: [UInt64]
 
-    /// Clips (norm over the pieces in order, as `Clipping.l2Norm`) and rounds with the exact
-    /// conditional norm check of `IntegerGrid.round`, drawing from `rng` in the same order.
-    init<R: RandomNumberGenerator>(pieces: [[F]], grid: IntegerGrid, maxAttempts: Int = 1000,
+    /// Clips (norm over the coordinates in order, as `Clipping.l2Norm`) and rounds with the
+    /// exact conditional norm check of `IntegerGrid.round`, drawing from `rng` in the same order.
+    init<R: RandomNumberGenerator>(coordinates source: Source, grid: IntegerGrid, maxAttempts: Int = 1000,
                                    using rng: inout R) throws(PrivacyError) {
-        var count = 0
-        for piece in pieces { count += piece.count }
+        let count = source.count
         guard count == grid.dimension else { throw .dimensionMismatch }
-        let norm = try Clipping.l2Norm(pieces: pieces)
-        self.pieces = pieces
-        self.factor = norm <= grid.clipNorm ? nil : grid.clipNorm / norm * (1 - 1e-12)
-        self.scale = grid.scale
+        let norm = try Clipping.l2Norm(coordinates: source)
+        self.source = source
+        let factor = norm <= grid.clipNorm ? nil : grid.clipNorm / norm * (1 - 1e-12)
+        let scale = grid.scale
+        self.factor = factor
+        self.scale = scale
         // The grid values must be finite and small enough for exact floors (as `IntegerGrid.round`).
         let limit = Double(Int64(1) << 40)
-        for piece in pieces {
-            for x in piece {
-                let y = RoundedContribution.gridValue(x, factor: factor, scale: scale)
-                guard y.isFinite, y.magnitude < limit else { throw .nonFiniteUpdate }
-            }
+        var representable = true
+        source.forEachCoordinate { x in
+            let y = RoundedContribution.gridValue(x, factor: factor, scale: scale)
+            if !(y.isFinite && y.magnitude < limit) { representable = false }
         }
+        guard representable else { throw .nonFiniteUpdate }
         var bits = [UInt64](repeating: 0, count: (count + 63) / 64)
         for _ in 0 ..< maxAttempts {
             var normSquared = Word128(0)
             var i = 0
-            for piece in pieces {
-                for x in piece {
-                    let (floor, threshold) = RoundedContribution.split(x, factor: factor, scale: scale)
-                    let up = rng.next() < threshold
-                    let word = i >> 6
-                    let mask = UInt64(1) << UInt64(i & 63)
-                    if up { bits[word] |= mask } else { bits[word] &= ~mask }
-                    let k = floor + (up ? 1 : 0)
-                    let m = k.magnitude
-                    normSquared = normSquared.adding(Word128.product(m, m)) ?? Word128(high: UInt64.max, low: UInt64.max)
-                    i += 1
-                }
+            source.forEachCoordinate { x in
+                let (floor, threshold) = RoundedContribution.split(x, factor: factor, scale: scale)
+                let up = rng.next() < threshold
+                let word = i >> 6
+                let mask = UInt64(1) << UInt64(i & 63)
+                if up { bits[word] |= mask } else { bits[word] &= ~mask }
+                let k = floor + (up ? 1 : 0)
+                let m = k.magnitude
+                normSquared = normSquared.adding(Word128.product(m, m)) ?? Word128(high: UInt64.max, low: UInt64.max)
+                i += 1
             }
             if normSquared <= grid.sensitivitySquaredBound {
                 up = bits
@@ -170,13 +180,11 @@ struct RoundedContribution<F: BinaryFloatingPoint & Sendable>: Sendable {
     /// The rounded integer of every coordinate, in order.
     func forEachValue(_ body: (Int64) -> Void) {
         var i = 0
-        for piece in pieces {
-            for x in piece {
-                let (floor, _) = RoundedContribution.split(x, factor: factor, scale: scale)
-                let bit = (up[i >> 6] >> UInt64(i & 63)) & 1
-                body(floor + Int64(bit))
-                i += 1
-            }
+        source.forEachCoordinate { x in
+            let (floor, _) = RoundedContribution.split(x, factor: factor, scale: scale)
+            let bit = (up[i >> 6] >> UInt64(i & 63)) & 1
+            body(floor + Int64(bit))
+            i += 1
         }
     }
 
@@ -200,27 +208,62 @@ struct RoundedContribution<F: BinaryFloatingPoint & Sendable>: Sendable {
 extension Clipping {
     /// The L2 norm of the concatenation of `pieces`, computed exactly as `l2Norm` computes it
     /// for the joined vector (same order, same scaling), without joining them.
-    public static func l2Norm<F: BinaryFloatingPoint>(pieces: [[F]]) throws(PrivacyError) -> Double {
-        var count = 0
+    public static func l2Norm<F: BinaryFloatingPoint & Sendable>(pieces: [[F]]) throws(PrivacyError) -> Double {
+        try l2Norm(coordinates: UpdatePieces(pieces))
+    }
+
+    /// The L2 norm of `source`'s coordinates, computed exactly as `l2Norm` computes it for the
+    /// same values in an array (same order, same scaling), reading them in place.
+    public static func l2Norm<S: UpdateCoordinates>(coordinates source: S) throws(PrivacyError) -> Double {
+        if source.count == 0 { throw .emptyUpdate }
         var largest = 0.0
-        for piece in pieces {
-            count += piece.count
-            for x in piece {
-                let v = Double(x)
-                if !v.isFinite { throw .nonFiniteUpdate }
-                let a = v.magnitude
-                if a > largest { largest = a }
-            }
+        var finite = true
+        source.forEachCoordinate { x in
+            let v = Double(x)
+            if !v.isFinite { finite = false }
+            let a = v.magnitude
+            if a > largest { largest = a }
         }
-        if count == 0 { throw .emptyUpdate }
+        if !finite { throw .nonFiniteUpdate }
         if largest == 0 { return 0 }
         var sum = 0.0
-        for piece in pieces {
-            for x in piece {
-                let r = Double(x) / largest
-                sum += r * r
-            }
+        source.forEachCoordinate { x in
+            let r = Double(x) / largest
+            sum += r * r
         }
         return largest * hearthSqrt(sum)
+    }
+}
+
+/// An update's coordinates, in order, read in place: what clipping and rounding need (they read
+/// the update several times and never write it).
+///
+/// Training produces updates in different shapes (a dense buffer, pieces such as the embedding
+/// table then the biases, a sparse overlay whose untouched rows are zero); each conforms and is
+/// privatised without first being copied into one dense array.
+public protocol UpdateCoordinates: Sendable {
+    associatedtype Value: BinaryFloatingPoint & Sendable
+    /// Number of coordinates (the update's dimension).
+    var count: Int { get }
+    /// Calls `body` with every coordinate in order; every call visits the same values.
+    func forEachCoordinate(_ body: (Value) -> Void)
+}
+
+/// Consecutive arrays that together hold an update's coordinates in order.
+public struct UpdatePieces<F: BinaryFloatingPoint & Sendable>: UpdateCoordinates {
+    public let pieces: [[F]]
+
+    public init(_ pieces: [[F]]) { self.pieces = pieces }
+
+    public var count: Int {
+        var total = 0
+        for piece in pieces { total += piece.count }
+        return total
+    }
+
+    public func forEachCoordinate(_ body: (F) -> Void) {
+        for piece in pieces {
+            for x in piece { body(x) }
+        }
     }
 }

@@ -54,6 +54,9 @@ public struct ModelFetcher: Sendable {
     public var maxModelBytes: Int
     /// Total timeout of a model download (models are larger than updates).
     public var downloadTimeoutMilliseconds: Int
+    /// Whether a fetched model keeps its float32 master (`Model.master`). A device that serves
+    /// and trains from the int8 table sets false: the master is checked, then dropped.
+    public var keepsFloatMaster = true
     private let publicKeyBytes: [UInt8]
 
     /// A fetcher verifying against the 32-byte raw Ed25519 public key `publicKey`.
@@ -129,7 +132,7 @@ public struct ModelFetcher: Sendable {
         }
         let model: Model
         do throws(CoreError) {
-            model = try ModelFile.decode(bytes)
+            model = try ModelFile.decode(bytes, keepingMaster: keepsFloatMaster)
         } catch {
             logger.error("model rejected: signed but undecodable", metadata: ["error": "\(error.message)"])
             throw .corruptModel("signed model does not decode: \(error.message)")
