@@ -46,6 +46,17 @@ let package = Package(
             ]
         ),
         .target(name: "CHearthMath"),
+        // The core and the kernels end to end, built natively here and as Embedded Swift for
+        // aarch64 by cross/build-aarch64.sh, which compares the two builds' results.
+        .target(name: "CHearthSmokeSupport", path: "cross/smoke-support"),
+        .executableTarget(
+            name: "hearth-cross-smoke",
+            dependencies: ["HearthCore", "HearthPrivacy", "CHearthKernels", "CHearthSmokeSupport"],
+            path: "cross/smoke",
+            // The core's libm calls (CHearthMath, and `rounded()` in debug builds); the other
+            // executables get libm through Foundation or Glibc, which this one does not import.
+            linkerSettings: [.linkedLibrary("m")]
+        ),
         .target(
             name: "HearthLocalAPI",
             dependencies: [
