@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: what CI runs (.ci/run calls this). Installs what is missing, checks the
-# aarch64 kernels under qemu, the Embedded Swift build of the core, the quantisation cost on
+# aarch64 kernels under qemu, the core + kernels as an aarch64 Embedded Swift executable and the
+# C system-library shims for aarch64 under qemu (docs/cross.md), the quantisation cost on
 # MovieLens, then runs every Swift test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,8 +10,11 @@ scripts/install-deps.sh
 echo "== aarch64 kernels under qemu (and the x86-64 kernels natively)"
 cross/check-kernels-aarch64.sh
 
-echo "== Embedded Swift build of the core for aarch64"
-cross/check-embedded-core.sh
+echo "== the core + kernels as an aarch64 Embedded Swift executable under qemu (A53, A76), compared with x86-64"
+cross/build-aarch64.sh
+
+echo "== the SQLite and libcurl shims against the arm64 libraries, under qemu"
+cross/check-system-libs-aarch64.sh
 
 echo "== systemd unit hardening (exposure must be 1.5 or less)"
 if command -v systemd-analyze >/dev/null; then
