@@ -79,14 +79,26 @@ SWIFT_EMBEDDED=(swiftc -enable-experimental-feature Embedded -wmo -Osize -target
     -Xcc -Wno-macro-redefined
     -I Sources/CHearthKernels/include -I Sources/CHearthMath/include -I cross/smoke-support/include
     -I "$OUT/obj")
+# HearthCore and HearthPrivacy do not import each other: compile them side by side (two cores).
 start=$SECONDS
+pids=()
 for module in HearthCore HearthPrivacy; do
     run "${SWIFT_EMBEDDED[@]}" -parse-as-library -module-name "$module" -package-name Hearth \
         -emit-module -emit-module-path "$OUT/obj/$module.swiftmodule" \
-        -c Sources/"$module"/*.swift -o "$OUT/obj/$module.o"
-    echo "$module: $(stat -c %s "$OUT/obj/$module.o") bytes of aarch64 object code, $((SECONDS - start)) s"
-    start=$SECONDS
+        -c Sources/"$module"/*.swift -o "$OUT/obj/$module.o" >"$OUT/$module.log" 2>&1 &
+    pids+=($!)
 done
+for index in 0 1; do
+    module=$([[ $index == 0 ]] && echo HearthCore || echo HearthPrivacy)
+    if ! wait "${pids[$index]}"; then
+        cat "$OUT/$module.log" >&2
+        echo "build-aarch64: Embedded Swift compile of $module failed" >&2
+        exit 1
+    fi
+    cat "$OUT/$module.log"
+    echo "$module: $(stat -c %s "$OUT/obj/$module.o") bytes of aarch64 object code, done after $((SECONDS - start)) s"
+done
+start=$SECONDS
 run "${SWIFT_EMBEDDED[@]}" -module-name hearth_cross_smoke -c cross/smoke/*.swift -o "$OUT/obj/hearth_cross_smoke.o"
 echo "hearth_cross_smoke: $(stat -c %s "$OUT/obj/hearth_cross_smoke.o") bytes of aarch64 object code, $((SECONDS - start)) s"
 
