@@ -242,17 +242,28 @@ let package = Package(
         .testTarget(name: "HearthStoreTests", dependencies: ["HearthStore", "HearthTestSupport"]),
         // hearth-sim: the federation simulated in process on the real training, privacy and
         // aggregation code (docs/results.md).
-        .target(name: "HearthSimulation", dependencies: ["HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets"]),
+        // --over-http drives the agent's upload, plan and model code against a real aggregator process.
+        .target(
+            name: "HearthSimulation",
+            dependencies: [
+                "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets",
+                "HearthAgent", "HearthConfig", "HearthUploader", "HearthLocalAPI", "HearthProcess",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "hearth-sim",
             dependencies: [
-                "HearthSimulation", "HearthCore", "HearthDatasets",
+                "HearthSimulation", "HearthCore", "HearthDatasets", "HearthProcess",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "HearthSimulationTests",
-            dependencies: ["HearthSimulation", "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets"]
+            // The --over-http test starts the built `hearth-aggregator`; depending on it builds it first.
+            dependencies: ["HearthSimulation", "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets", "HearthProcess",
+                           "hearth-aggregator", .product(name: "Logging", package: "swift-log")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -96,14 +96,28 @@ public struct ParticipationLog: Sendable {
     }
 }
 
-/// Fetches `GET /v1/plan` with the device credential.
-struct PlanClient {
-    let configuration: AgentConfiguration
+/// Fetches `GET /v1/plan` with the device credential (the training service asks before every
+/// round; the simulator's over-HTTP devices use it too).
+public struct PlanClient: Sendable {
+    /// The aggregator's base URL.
+    public let baseURL: String
     let client: CurlClient
     let logger: Logger
 
-    func fetch(credential: String) async -> ServerPlan? {
-        let request = HTTPRequest(method: .get, url: configuration.aggregatorURL + "/v1/plan",
+    public init(baseURL: String, client: CurlClient, logger: Logger) {
+        self.baseURL = baseURL
+        self.client = client
+        self.logger = logger
+    }
+
+    /// The client for the aggregator of `configuration` (`upload.aggregator_url`).
+    init(configuration: AgentConfiguration, client: CurlClient, logger: Logger) {
+        self.init(baseURL: configuration.aggregatorURL, client: client, logger: logger)
+    }
+
+    /// The plan, or nil when the request fails, is refused or does not parse (logged).
+    public func fetch(credential: String) async -> ServerPlan? {
+        let request = HTTPRequest(method: .get, url: baseURL + "/v1/plan",
                                   headers: [HTTPField("Authorization", "Bearer " + credential), HTTPField("Accept", "application/json")])
         do {
             let response = try await client.perform(request)

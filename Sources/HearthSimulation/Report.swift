@@ -1,5 +1,30 @@
 import HearthCore
 
+/// What the aggregator reported after an over-HTTP run (`GET /v1/privacy`, `GET /metrics`).
+public struct ServerFigures: Sendable, Equatable {
+    /// ε its central ledger spent (`epsilon_spent`).
+    public var epsilon: Double
+    /// Versions it published with device data (`data_versions`).
+    public var versions: Int
+    /// `hearth_updates_accepted_total`.
+    public var acceptedUpdates: Int
+    /// All `hearth_updates_rejected_total{reason}`.
+    public var rejectedUpdates: Int
+    /// Models the devices downloaded and verified.
+    public var modelDownloads: Int
+    /// Seconds to enrol the fleet, create version 1 and start the server (included in `seconds`).
+    public var setupSeconds: Double
+
+    public init(epsilon: Double, versions: Int, acceptedUpdates: Int, rejectedUpdates: Int, modelDownloads: Int, setupSeconds: Double) {
+        self.epsilon = epsilon
+        self.versions = versions
+        self.acceptedUpdates = acceptedUpdates
+        self.rejectedUpdates = rejectedUpdates
+        self.modelDownloads = modelDownloads
+        self.setupSeconds = setupSeconds
+    }
+}
+
 /// One configuration's figures: what `--json` prints and what the report tabulates.
 public struct ConfigurationRecord: Sendable, Equatable {
     /// What was run: `federated`, or a baseline (`popularity`, `centralised`, `federated-no-noise`).
@@ -34,6 +59,10 @@ public struct ConfigurationRecord: Sendable, Equatable {
     public var medianUpdateNorm: Double = 0
     /// Fraction of device updates whose norm exceeded C (0 for baselines and mode none).
     public var clippedFraction: Double = 0
+    /// `in-process`, or `http` for a federation run against a real aggregator (`--over-http`).
+    public var transport = "in-process"
+    /// Over HTTP: what the aggregator itself reported (nil in process).
+    public var server: ServerFigures?
 
     public init(name: String, mode: String, epsilon: Double, delta: Double, noiseMultiplier: Double, achievedEpsilon: Double,
                 samplingRate: Double, clipNorm: Double, rounds: Int, devices: Int, deviceRounds: Int, seconds: Double,
@@ -71,7 +100,15 @@ public struct ConfigurationRecord: Sendable, Equatable {
             ("rounds", String(rounds)), ("devices", String(devices)), ("device_rounds", String(deviceRounds)),
             ("seconds", jsonNumber(seconds)), ("device_rounds_per_second", jsonNumber(deviceRoundsPerSecond)),
             ("median_update_norm", jsonNumber(medianUpdateNorm)), ("clipped_fraction", jsonNumber(clippedFraction)),
-        ]
+            ("transport", quoted(transport)),
+        ] + (server.map { server in
+            [
+                ("aggregator_epsilon", jsonNumber(server.epsilon)), ("aggregator_versions", String(server.versions)),
+                ("aggregator_accepted_updates", String(server.acceptedUpdates)),
+                ("aggregator_rejected_updates", String(server.rejectedUpdates)),
+                ("model_downloads", String(server.modelDownloads)), ("setup_seconds", jsonNumber(server.setupSeconds)),
+            ]
+        } ?? [])
         return "{" + fields.map { "\"\($0.0)\": \($0.1)" }.joined(separator: ", ") + "}"
     }
 

@@ -4,6 +4,7 @@ public struct SimulationError: Error, Hashable, Sendable, CustomStringConvertibl
         case invalidArgument
         case privacy
         case aggregation
+        case transport
     }
 
     private let code: Code
@@ -21,6 +22,8 @@ public struct SimulationError: Error, Hashable, Sendable, CustomStringConvertibl
     public static func privacy(_ message: String) -> SimulationError { SimulationError(.privacy, message) }
     /// The aggregator core refused (validation, folding, publication).
     public static func aggregation(_ message: String) -> SimulationError { SimulationError(.aggregation, message) }
+    /// Over HTTP: the aggregator process, a request or a local file failed.
+    public static func transport(_ message: String) -> SimulationError { SimulationError(.transport, message) }
 
     public var description: String { message }
     public static func == (lhs: SimulationError, rhs: SimulationError) -> Bool { lhs.code == rhs.code }

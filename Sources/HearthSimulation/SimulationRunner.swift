@@ -20,7 +20,7 @@ public struct SimulationRunner: Sendable {
 
     private var data: SimulationData { simulation.data }
 
-    private static func seconds(since start: ContinuousClock.Instant) -> Double {
+    static func seconds(since start: ContinuousClock.Instant) -> Double {
         let elapsed = ContinuousClock.now - start
         return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
     }
@@ -56,6 +56,27 @@ public struct SimulationRunner: Sendable {
                           progress: (Int) -> Void = { _ in }) throws(SimulationError) -> ConfigurationRecord {
         let start = ContinuousClock.now
         let outcome = try simulation.runFederated(configuration, progress: progress)
+        return record(outcome, configuration, name: name, start: start)
+    }
+
+    /// One federated configuration against a real aggregator process (`Simulation.runOverHTTP`),
+    /// evaluated like `federated` on the final model the aggregator published; `transport` is
+    /// `http` and `server` holds what the aggregator reported. `seconds` includes starting it.
+    public func federatedOverHTTP(_ configuration: SimulationConfiguration, options: OverHTTPOptions, name: String? = nil,
+                                  progress: @Sendable (Int) -> Void = { _ in }) async throws(SimulationError) -> ConfigurationRecord {
+        let start = ContinuousClock.now
+        let outcome = try await simulation.runOverHTTP(configuration, options: options, progress: progress)
+        var result = record(outcome.federated, configuration, name: name, start: start)
+        result.transport = "http"
+        result.server = ServerFigures(epsilon: outcome.aggregatorEpsilon, versions: outcome.aggregatorVersions,
+                                      acceptedUpdates: outcome.acceptedUpdates, rejectedUpdates: outcome.rejectedUpdates,
+                                      modelDownloads: outcome.modelDownloads, setupSeconds: outcome.setupSeconds)
+        return result
+    }
+
+    /// The record of a federated outcome, evaluated on the test and validation targets.
+    private func record(_ outcome: FederatedOutcome, _ configuration: SimulationConfiguration, name: String?,
+                        start: ContinuousClock.Instant) -> ConfigurationRecord {
         let deviceOfUser = data.deviceOfUser
         let local: (Int) -> [Float] = { user in outcome.locals[deviceOfUser[user]] }
         let historyLength = configuration.training.historyLength
@@ -83,16 +104,36 @@ public struct SimulationRunner: Sendable {
     public func run(_ configuration: SimulationConfiguration, baselines: Bool = true,
                     report: (ConfigurationRecord) -> Void = { _ in }) throws(SimulationError) -> [ConfigurationRecord] {
         var out: [ConfigurationRecord] = []
+        let first = try federated(configuration)
+        out.append(first)
+        report(first)
+        if baselines { out += try self.baselines(configuration, report: report) }
+        return out
+    }
+
+    /// `run` with the requested configuration over HTTP (`federatedOverHTTP`); the baselines
+    /// run in process as in `run`.
+    public func runOverHTTP(_ configuration: SimulationConfiguration, options: OverHTTPOptions, baselines: Bool = true,
+                            report: (ConfigurationRecord) -> Void = { _ in }) async throws(SimulationError) -> [ConfigurationRecord] {
+        var out: [ConfigurationRecord] = []
+        let first = try await federatedOverHTTP(configuration, options: options)
+        out.append(first)
+        report(first)
+        if baselines { out += try self.baselines(configuration, report: report) }
+        return out
+    }
+
+    /// Popularity, centralised and (for a private configuration) federated without noise.
+    private func baselines(_ configuration: SimulationConfiguration,
+                           report: (ConfigurationRecord) -> Void) throws(SimulationError) -> [ConfigurationRecord] {
+        var out: [ConfigurationRecord] = []
         func add(_ r: ConfigurationRecord) { out.append(r); report(r) }
-        add(try federated(configuration))
-        if baselines {
-            add(popularity(configuration))
-            add(centralised(configuration))
-            if configuration.effectiveMode != .none {
-                var plain = configuration
-                plain.mode = .none
-                add(try federated(plain))
-            }
+        add(popularity(configuration))
+        add(centralised(configuration))
+        if configuration.effectiveMode != .none {
+            var plain = configuration
+            plain.mode = .none
+            add(try federated(plain))
         }
         return out
     }

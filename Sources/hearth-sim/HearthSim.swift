@@ -1,12 +1,15 @@
 import ArgumentParser
 import HearthCore
 import HearthDatasets
+import HearthProcess
 import HearthSimulation
+import Logging
 
-/// `hearth-sim`: in-process federated simulation on a dataset CSV with the real training,
-/// privacy and aggregation code, and the privacy–utility report.
+/// `hearth-sim`: federated simulation on a dataset CSV with the real training, privacy and
+/// aggregation code (in process, or against a real aggregator over HTTP), and the
+/// privacy–utility report.
 @main
-struct HearthSim: ParsableCommand {
+struct HearthSim: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hearth-sim",
         abstract: "Simulate Hearth's federation on a dataset CSV and measure how much personalisation survives a privacy budget.",
@@ -73,27 +76,68 @@ func parseEpsilon(_ text: String) throws -> Double {
 }
 
 /// One configuration plus the baselines.
-struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Run one configuration and the baselines on the same split.")
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run one configuration and the baselines on the same split.",
+        discussion: """
+            With --over-http the federated configuration runs against a real hearth-aggregator process \
+            on 127.0.0.1 (plain HTTP), started with the same plan (mode, C, z from the ε calibration, q, \
+            K = devices, η = --server-lr / q) and this run's seeded initial model. Every virtual device \
+            goes through the agent's own code: GET /v1/plan and the participation coin, GET /v1/model \
+            with Ed25519 verification, the agent's envelope writer, POST /v1/updates with its credential \
+            and idempotency key (libcurl). The devices run in this process, not as hearth-agent \
+            processes. Mode none is refused (the aggregator only runs private plans). With q < 1 the \
+            aggregator publishes a round at its deadline: give --round-deadline longer than a round's \
+            training. The baselines run in process; the JSON has "transport": "http" and the \
+            aggregator's own figures (aggregator_epsilon, aggregator_accepted_updates, ...).
+            """)
 
     @OptionGroup var options: SharedOptions
     @Option(help: "none, local or central.") var mode: String = "central"
     @Option(help: "Target ε (or inf).") var epsilon: String = "8"
     @Flag(help: "Skip the baselines.") var noBaselines = false
     @Flag(help: "Print one JSON object per configuration, one per line.") var json = false
+    @Flag(help: "Run the federated configuration against a real hearth-aggregator on loopback.") var overHttp = false
+    @Option(help: "With --over-http: the hearth-aggregator executable (default: next to hearth-sim).") var aggregator: String?
+    @Option(help: "With --over-http and q < 1: the aggregator's round deadline in seconds.") var roundDeadline: Double?
+    @Option(help: "With --over-http: where the working directory is made (default /dev/shm, else $TMPDIR or /tmp).")
+    var workDirectory: String?
+    @Flag(help: "With --over-http: keep the working directory (aggregator log and store).") var keepWorkDirectory = false
+    @Option(help: "With --over-http: devices exchanging with the aggregator at once.") var httpConcurrency: Int = 4
 
-    func run() throws {
+    func run() async throws {
         guard let mode = SimulationMode(rawValue: mode) else { throw ValidationError("--mode must be none, local or central") }
+        let configuration = options.configuration(mode: mode, epsilon: try parseEpsilon(epsilon))
         let data = try options.load()
         if !json { print(options.describe(data)) }
         let runner = SimulationRunner(data: data)
-        _ = try runner.run(options.configuration(mode: mode, epsilon: try parseEpsilon(epsilon)), baselines: !noBaselines) { record in
+        let show: (ConfigurationRecord) -> Void = { record in
             if json {
                 print(record.json())
             } else {
-                print("\(record.name) (\(record.mode), ε \(fixed(record.epsilon, 2)), z \(fixed(record.noiseMultiplier, 3))): HR@10 \(fixed(record.test.hitRate, 4)) NDCG@10 \(fixed(record.test.ndcg, 4)) HR@10/100 \(fixed(record.test.sampledHitRate, 4)) coverage \(fixed(record.test.coverage, 3)) | val HR@10 \(fixed(record.validation.hitRate, 4)) NDCG@10 \(fixed(record.validation.ndcg, 4)) | median update norm \(fixed(record.medianUpdateNorm, 3)), clipped \(fixed(record.clippedFraction, 2)) | \(fixed(record.seconds, 1)) s")
+                print(Run.line(record))
             }
         }
+        guard overHttp else {
+            _ = try runner.run(configuration, baselines: !noBaselines, report: show)
+            return
+        }
+        var logger = Logger(label: "hearth.sim.http")
+        logger.logLevel = .warning
+        var http = OverHTTPOptions(aggregatorBinary: try aggregator ?? builtExecutable("hearth-aggregator"), logger: logger)
+        if let workDirectory { http.workBase = workDirectory }
+        http.keepDirectory = keepWorkDirectory
+        http.roundDeadlineSeconds = roundDeadline
+        http.concurrency = max(1, httpConcurrency)
+        _ = try await runner.runOverHTTP(configuration, options: http, baselines: !noBaselines, report: show)
+    }
+
+    static func line(_ record: ConfigurationRecord) -> String {
+        var text = "\(record.name) (\(record.mode), ε \(fixed(record.epsilon, 2)), z \(fixed(record.noiseMultiplier, 3))): HR@10 \(fixed(record.test.hitRate, 4)) NDCG@10 \(fixed(record.test.ndcg, 4)) HR@10/100 \(fixed(record.test.sampledHitRate, 4)) coverage \(fixed(record.test.coverage, 3)) | val HR@10 \(fixed(record.validation.hitRate, 4)) NDCG@10 \(fixed(record.validation.ndcg, 4)) | median update norm \(fixed(record.medianUpdateNorm, 3)), clipped \(fixed(record.clippedFraction, 2)) | \(fixed(record.seconds, 1)) s"
+        if let server = record.server {
+            text += " | over HTTP: aggregator ε \(fixed(server.epsilon, 4)), \(server.versions) versions, \(server.acceptedUpdates) updates accepted, \(server.rejectedUpdates) rejected, \(server.modelDownloads) model downloads, set-up \(fixed(server.setupSeconds, 1)) s"
+        }
+        return text
     }
 }
 
