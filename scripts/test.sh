@@ -49,4 +49,7 @@ else
     echo "systemd-analyze not installed: skipped"
 fi
 
+echo "== Debian packages of the debug binaries: contents, dpkg -x, --check-config, sysusers, systemd-analyze verify"
+scripts/check-package.sh .build/debug
+
 swift test --skip-build
