@@ -8,7 +8,7 @@
 #     shipped, and with the enrolment keys set), and the installed hearth-aggregator on its
 #     default aggregator.toml (state redirected into the temporary root);
 #   - systemd-sysusers --root on the installed sysusers.d files (group hearth, user
-#     hearth-aggregator);
+#     hearth-aggregator), then (as root) systemd-tmpfiles --root: /run/hearth root:hearth 0750;
 #   - systemd-analyze verify on the installed units, ExecStart pointing into the temporary root
 #     (any output fails);
 #   - sh -n on the maintainer scripts.
@@ -85,6 +85,12 @@ if command -v systemd-sysusers >/dev/null; then
     grep -q '^hearth:' "$root/etc/group" || fail "sysusers.d did not create the group hearth"
     grep -q '^hearth-aggregator:' "$root/etc/passwd" || fail "sysusers.d did not create the user hearth-aggregator"
     echo "systemd-sysusers: group hearth, user hearth-aggregator"
+    if [ "$(id -u)" -eq 0 ] && command -v systemd-tmpfiles >/dev/null; then
+        systemd-tmpfiles --root="$root" --create hearth-agent.conf
+        gid="$(sed -n 's/^hearth:x:\([0-9]*\):.*/\1/p' "$root/etc/group")"
+        [ "$(stat -c '%a %u %g' "$root/run/hearth")" = "750 0 $gid" ] || fail "tmpfiles.d: /run/hearth is $(stat -c '%a %u %g' "$root/run/hearth"), expected 750 0 $gid"
+        echo "systemd-tmpfiles: /run/hearth 0750 root:hearth"
+    fi
 else
     echo "systemd-sysusers not installed: skipped"
 fi
