@@ -38,23 +38,32 @@ extension DeviceStore {
             throw .invalidArgument("idempotency_key: \(length) bytes, 1 to 256 allowed")
         }
         let insert = try connection.prepare(
-            "INSERT INTO outbox (idempotency_key, model_version, payload, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?, ?)")
+            "INSERT INTO outbox (idempotency_key, model_version, created_ms, next_attempt_ms) VALUES (?, ?, ?, ?)")
         try insert.bind(1, idempotencyKey)
         try insert.bind(2, Int64(bitPattern: modelVersion))
-        try insert.bind(3, blob: payload)
+        try insert.bind(3, createdAt)
         try insert.bind(4, createdAt)
-        try insert.bind(5, createdAt)
         do {
             try insert.run()
         } catch where error.resultCode == .constraintUnique {
             throw .duplicateKey("idempotency_key \"\(idempotencyKey)\" is already in the outbox")
+        }
+        // The payload (megabytes for a large model) goes in as a trailing zeroblob and is then
+        // written in place (`writeBlob`): binding it would make SQLite hold two more copies of it.
+        let id = connection.lastInsertRowID
+        let payloadRow = try connection.prepare("INSERT INTO outbox_payloads (id, payload) VALUES (?, zeroblob(?))")
+        try payloadRow.bind(1, id)
+        try payloadRow.bind(2, Int64(payload.count))
+        try payloadRow.run()
+        if !payload.isEmpty {
+            try connection.writeBlob(table: "outbox_payloads", column: "payload", rowid: id, bytes: payload)
         }
     }
 
     /// Queued uploads, oldest first, at most `limit`.
     public func pending(limit: Int) throws(StoreError) -> [OutboxItem] {
         guard limit >= 0 else { throw .invalidArgument("limit: \(limit) is negative") }
-        let statement = try connection.prepare("SELECT \(DeviceStore.outboxColumns) FROM outbox ORDER BY id LIMIT ?")
+        let statement = try connection.prepare("SELECT \(DeviceStore.outboxColumns) FROM \(DeviceStore.outboxJoin) ORDER BY o.id LIMIT ?")
         try statement.bind(1, Int64(limit))
         return try readOutbox(statement)
     }
@@ -63,10 +72,20 @@ extension DeviceStore {
     public func due(now: Int64, limit: Int) throws(StoreError) -> [OutboxItem] {
         guard limit >= 0 else { throw .invalidArgument("limit: \(limit) is negative") }
         let statement = try connection.prepare(
-            "SELECT \(DeviceStore.outboxColumns) FROM outbox WHERE next_attempt_ms <= ? ORDER BY id LIMIT ?")
+            "SELECT \(DeviceStore.outboxColumns) FROM \(DeviceStore.outboxJoin) WHERE o.next_attempt_ms <= ? ORDER BY o.id LIMIT ?")
         try statement.bind(1, now)
         try statement.bind(2, Int64(limit))
         return try readOutbox(statement)
+    }
+
+    /// Failed attempts so far of the upload with `idempotencyKey`, nil when it is not queued
+    /// (reads the small outbox row only, never the payload).
+    public func attempts(idempotencyKey: String) throws(StoreError) -> Int? {
+        let statement = try connection.prepare("SELECT attempts FROM outbox WHERE idempotency_key = ?")
+        try statement.bind(1, idempotencyKey)
+        guard try statement.step() else { return nil }
+        defer { statement.reset() }
+        return Int(statement.int64(0))
     }
 
     /// Number of queued uploads.
@@ -124,7 +143,9 @@ extension DeviceStore {
     }
 
     private static let outboxColumns =
-        "idempotency_key, model_version, payload, created_ms, attempts, next_attempt_ms, last_attempt_ms, last_error"
+        "o.idempotency_key, o.model_version, p.payload, o.created_ms, o.attempts, o.next_attempt_ms, o.last_attempt_ms, o.last_error"
+    /// Queued uploads with their payloads (deleting an outbox row deletes its payload: ON DELETE CASCADE).
+    private static let outboxJoin = "outbox o JOIN outbox_payloads p ON p.id = o.id"
 
     private func readOutbox(_ statement: Statement) throws(StoreError) -> [OutboxItem] {
         var items: [OutboxItem] = []

@@ -69,6 +69,31 @@ package final class SQLiteConnection {
     }
 
     /// Runs one or more statements without results.
+    /// Writes `bytes` into the blob at (`table`, `column`, `rowid`), which must already hold
+    /// exactly `bytes.count` bytes (insert it as `zeroblob(N)`), in chunks through SQLite's
+    /// incremental blob I/O.
+    ///
+    /// Binding a large blob to an INSERT makes SQLite copy it (a transient bind) and then build
+    /// the whole record in memory: two more copies of the payload at the peak. A `zeroblob`
+    /// insert followed by this writes the same bytes through the page cache instead. Call it
+    /// inside the inserting transaction so the row is never visible with zeros.
+    package func writeBlob(table: String, column: String, rowid: Int64, bytes: [UInt8],
+                           chunkBytes: Int = 256 * 1024) throws(StoreError) {
+        var blob: OpaquePointer?
+        try check(sqlite3_blob_open(try db(), "main", table, column, rowid, 1, &blob), "open blob \(table).\(column)")
+        defer { sqlite3_blob_close(blob) }
+        var written = 0
+        while written < bytes.count {
+            let count = min(chunkBytes, bytes.count - written)
+            let rc = bytes.withUnsafeBytes { raw -> Int32 in
+                guard let base = raw.baseAddress else { return SQLITE_MISUSE }
+                return sqlite3_blob_write(blob, base + written, Int32(count), Int32(written))
+            }
+            try check(rc, "write blob \(table).\(column) at \(written)")
+            written += count
+        }
+    }
+
     package func execute(_ sql: String) throws(StoreError) {
         let rc = sqlite3_exec(try db(), sql, nil, nil, nil)
         guard rc == SQLITE_OK else { throw error(rc, "executing \(sql.prefix(60))") }

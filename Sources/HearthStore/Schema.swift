@@ -60,6 +60,19 @@ enum Schema {
             updated_ms INTEGER
         ) WITHOUT ROWID;
         """,
+        // 2: upload payloads in their own table, as its last column. A blob that is not a row's
+        // last column is built in memory whole (a zeroblob insert then holds two copies of a
+        // megabytes-large update), and updating a row rewrites all of it: recording an upload
+        // attempt rewrote the payload. Now an attempt touches a small row, and a payload goes in
+        // as a trailing zeroblob and is written in place (`writeBlob`).
+        """
+        CREATE TABLE outbox_payloads (
+            id INTEGER PRIMARY KEY REFERENCES outbox (id) ON DELETE CASCADE,
+            payload BLOB NOT NULL
+        );
+        INSERT INTO outbox_payloads (id, payload) SELECT id, payload FROM outbox;
+        ALTER TABLE outbox DROP COLUMN payload;
+        """,
     ]
 
     /// The newest schema version this build knows.
