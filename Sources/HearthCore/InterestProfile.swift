@@ -23,7 +23,7 @@ public struct InterestProfile: Sendable, Equatable {
         var events = 0
         for record in records {
             guard let index = catalog.index(of: record.item) else { continue }
-            let attributes = catalog.attributes[Int(index)]
+            let attributes = catalog.attributes(at: Int(index))
             let weight = record.kind.weight
             events += 1
             total += weight

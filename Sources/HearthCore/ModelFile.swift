@@ -119,7 +119,7 @@ public enum ModelFile {
     static func sections(of model: Model) -> [Section] {
         let catalog = model.catalog
         var sections = [Section(.itemIDs, stringTable(catalog.ids))]
-        if catalog.attributes.contains(where: { !$0.category.isEmpty || !$0.brand.isEmpty }) {
+        if catalog.hasAttributes {
             var strings = [String]()
             strings.reserveCapacity(2 * catalog.count)
             for attributes in catalog.attributes {

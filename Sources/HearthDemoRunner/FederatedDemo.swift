@@ -68,7 +68,7 @@ public struct FederatedDemo {
         // and with no history its ties would otherwise fall to the most popular items.
         var catalogCSV = "item_id,category,brand\n"
         for (i, id) in data.catalog.ids.enumerated().sorted(by: { $0.element < $1.element }) {
-            catalogCSV += csvField(id) + "," + csvField(data.catalog.attributes[i].category) + "," + csvField(data.catalog.attributes[i].brand) + "\n"
+            catalogCSV += csvField(id) + "," + csvField(data.catalog.attributes(at: i).category) + "," + csvField(data.catalog.attributes(at: i).brand) + "\n"
         }
         try writeText(work + "/items.csv", catalogCSV)
         let aggregator: LoopbackAggregator

@@ -99,7 +99,7 @@ struct Central: ParsableCommand {
             print("dataset: \(dataset)")
         } else {
             data = SyntheticShop.dataset()
-            for (index, id) in data.catalog.ids.enumerated() { labels[id] = data.catalog.attributes[index].category }
+            for (index, id) in data.catalog.ids.enumerated() { labels[id] = data.catalog.attributes(at: index).category }
             print("dataset: built-in example shop (\(SyntheticShop.aisles.count) aisles; pass --dataset PATH for real data)")
         }
         let kernel = try ScoringKernel.preferred.get()
