@@ -208,10 +208,12 @@ struct StreamingPrivatizationTests {
         #expect(throws: PrivacyError.valueOutOfRange) { try w.append(128) }
         #expect(throws: PrivacyError.valueOutOfRange) { try w.append(-128) }
         try w.append(127)
-        let short = w
+        var short = w
         #expect(throws: PrivacyError.malformedEnvelope) { try short.finish() }
         try w.append(-127)
         #expect(throws: PrivacyError.malformedEnvelope) { try w.append(0) }
-        #expect(try UpdateEnvelope.decode(w.finish()).values == [127, -127])
+        let bytes = try w.finish()
+        #expect(try UpdateEnvelope.decode(bytes).values == [127, -127])
+        #expect(throws: PrivacyError.malformedEnvelope) { try w.finish() }
     }
 }
