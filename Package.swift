@@ -46,6 +46,7 @@ let package = Package(
             ]
         ),
         .target(name: "CHearthMath"),
+        .target(name: "CHearthMemory"),
         // The core and the kernels end to end, built natively here and as Embedded Swift for
         // aarch64 by cross/build-aarch64.sh, which compares the two builds' results.
         .target(name: "CHearthSmokeSupport", path: "cross/smoke-support"),
@@ -85,7 +86,7 @@ let package = Package(
             name: "HearthAgent",
             dependencies: [
                 "HearthCore", "HearthPrivacy", "HearthConfig", "HearthSystemd",
-                "HearthStore", "HearthLocalAPI", "HearthUploader",
+                "HearthStore", "HearthLocalAPI", "HearthUploader", "CHearthMemory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]

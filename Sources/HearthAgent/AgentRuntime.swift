@@ -103,6 +103,7 @@ public actor AgentRuntime: LocalAPIBackend {
         } else {
             model = nil
         }
+        FileSupport.returnFreeMemory()  // the file's bytes and the decoder's scratch
         let versionText = model.map { String($0.version) } ?? "none"
         let ledgerCount = ledger.entries.count
         logger.info("runtime ready", metadata: [
@@ -210,6 +211,7 @@ public actor AgentRuntime: LocalAPIBackend {
     public func swapModel(_ newModel: Model) {
         let old = model?.version
         model = newModel
+        FileSupport.returnFreeMemory()  // the previous model
         logger.info("serving a new model", metadata: ["version": "\(newModel.version)", "previous": "\(old.map { String($0) } ?? "none")"])
     }
 
@@ -328,6 +330,7 @@ public actor AgentRuntime: LocalAPIBackend {
         } catch {
             throw .training("cannot record the round: \(error.message)")
         }
+        FileSupport.returnFreeMemory()  // the round's overlay and envelope
         do throws(PrivacyError) {
             try ledger.record(entry)
         } catch {
@@ -445,7 +448,7 @@ public actor AgentRuntime: LocalAPIBackend {
     /// Records a failed upload attempt with the retry time chosen by `backoff`.
     func recordUploadAttempt(id: Int64, outcome: UploadOutcome, backoff: Backoff) throws(StoreError) {
         guard let key = outboxKeys[id] else { return }
-        let attempts = (try store.pending(limit: 10_000).first { $0.idempotencyKey == key }?.attempts) ?? 0
+        let attempts = try store.attempts(idempotencyKey: key) ?? 0
         var rng = SystemRandomNumberGenerator()
         var retryAfter: Duration?
         var error: String

@@ -1,3 +1,4 @@
+import CHearthMemory
 #if canImport(Glibc)
 import Glibc
 
@@ -10,6 +11,15 @@ private let posixRead = Darwin.read
 
 /// Small POSIX helpers so the agent needs no Foundation.
 enum FileSupport {
+    /// Gives the heap's free pages back to the kernel (`malloc_trim(0)` on glibc).
+    ///
+    /// Called after the few moments that allocate and free tens of megabytes (decoding a model,
+    /// a training round): freed small blocks otherwise stay in the process's heap, and its
+    /// resident memory stays at the peak.
+    static func returnFreeMemory() {
+        _ = hearth_release_free_memory()
+    }
+
     /// The whole file at `path`, or nil when it does not exist. Throws on other errors.
     static func read(_ path: String, maxBytes: Int = 1 << 30) throws(AgentError) -> [UInt8]? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)

@@ -121,8 +121,11 @@ public struct DeviceTraining: Sendable {
         let (sessions, skipped) = DeviceTraining.sessions(of: records, catalog: model.catalog)
         var summary = StreamSummary(local: startLocal, eventsUsed: records.count - skipped, eventsSkipped: skipped,
                                     sessions: sessions.count, contributions: 0, completed: false)
-        // Sequential pass: the device-unit update, and in any case the local embedding.
-        var overlay = ParameterOverlay(base: model.table)
+        // Sequential pass: the device-unit update, and in any case the local embedding. A step
+        // writes at most its candidates' rows (the history rows were earlier steps' targets).
+        let steps = (records.count - skipped) * epochs
+        let (rowBound, overflow) = steps.multipliedReportingOverflow(by: trainer.configuration.negatives + 1)
+        var overlay = ParameterOverlay(base: model.table, reservingRows: overflow ? model.table.rows : rowBound)
         var embedding = startLocal
         var stopped = false
         for _ in 0 ..< epochs where !stopped {

@@ -64,10 +64,13 @@ public struct ParameterOverlay: TrainableParameters, Sendable {
     /// Items in the order they were first written.
     public private(set) var touchedItems: [Int32]
 
-    /// An overlay with no row touched yet.
-    public init(base: QuantizedTable) {
+    /// An overlay with no row touched yet, with room for `reservingRows` rows (clamped to the
+    /// table), so a round that stays within it never reallocates (a growing array briefly holds
+    /// its old and new storage: up to three times the rows' bytes at the peak).
+    public init(base: QuantizedTable, reservingRows: Int = 0) {
         self.base = base
         embeddings = []
+        embeddings.reserveCapacity(max(0, min(reservingRows, base.rows)) * base.dimension)
         bias = base.bias
         offsets = [Int32](repeating: -1, count: base.rows)
         touchedItems = []
