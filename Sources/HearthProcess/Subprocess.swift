@@ -40,7 +40,7 @@ public final class Subprocess: @unchecked Sendable {
         let text = readTextFile(out) ?? ""
         unlink(out)
         guard status == 0 else {
-            throw .failed("\(executable) \(arguments.first ?? "") failed (status \(status)); see \(log)\(logTail(log))")
+            throw .failed("\(executable) \(arguments.first ?? "") failed (\(describeWaitStatus(status))); see \(log)\(logTail(log))")
         }
         return text
     }
@@ -75,6 +75,11 @@ public final class Subprocess: @unchecked Sendable {
         waitpid(pid, &raw, 0)
         status = raw
     }
+}
+
+/// "exit status N" or "signal N" for a raw wait status.
+public func describeWaitStatus(_ status: Int32) -> String {
+    (status & 0x7F) == 0 ? "exit status \((status >> 8) & 0xFF)" : "signal \(status & 0x7F)"
 }
 
 /// Removes a directory tree (`rm -rf`).

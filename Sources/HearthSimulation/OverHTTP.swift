@@ -184,6 +184,12 @@ extension Simulation {
             delta = \(configuration.delta)
             epsilon_budget = \(budget * (1 + 1e-9))
             """
+        // The aggregator's own validation, before any process starts: it names the key out of range.
+        do {
+            _ = try AggregatorConfiguration(toml: sections)
+        } catch {
+            throw .invalidArgument("--over-http: the aggregator refuses this plan: \(error.message) (fedbuff.server_learning_rate is --server-lr / q)")
+        }
         var setup = LoopbackAggregator.Setup(binary: options.aggregatorBinary, directory: work, sections: sections,
                                              initArguments: ["--model", work + "/initial.hrth"], fleetName: "sim-device",
                                              fleetSize: deviceCount)

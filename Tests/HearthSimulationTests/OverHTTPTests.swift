@@ -130,7 +130,7 @@ struct OverHTTPTests {
         #expect(http.aggregatorEpsilon < http.federated.achievedEpsilon)
     }
 
-    @Test("mode none and q < 1 without a deadline are refused before any process starts")
+    @Test("mode none, ε = ∞, q < 1 without a deadline and a plan the aggregator refuses: refused before any process starts")
     func refusals() async throws {
         let simulation = Simulation(data: try Self.data())
         var options = try Self.options()
@@ -143,6 +143,17 @@ struct OverHTTPTests {
         }
         await #expect(throws: SimulationError.invalidArgument("")) {
             try await simulation.runOverHTTP(Self.configuration(mode: .local, rounds: 1, samplingRate: 0.5), options: options)
+        }
+        // A plan the aggregator's configuration refuses (η = 5 / 0.01 = 500 > 100) is refused
+        // by its own validation, naming the key, before anything starts.
+        var deadline = options
+        deadline.roundDeadlineSeconds = 2
+        do {
+            _ = try await simulation.runOverHTTP(Self.configuration(mode: .local, rounds: 3, samplingRate: 0.01), options: deadline)
+            Issue.record("a server step of 500 was accepted")
+        } catch {
+            #expect(error == .invalidArgument(""))
+            #expect(error.message.contains("fedbuff.server_learning_rate"), "\(error.message)")
         }
         // A missing binary is a transport error, not a crash.
         await #expect(throws: SimulationError.transport("")) {
