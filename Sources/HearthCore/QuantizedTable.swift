@@ -31,6 +31,10 @@ public struct QuantizedTable: Sendable, Equatable {
             throw .invalidArgument("packed table holds -128; values must lie in [-127, 127]")
         }
         for s in rowScale where !s.isFinite || s < 0 { throw .nonFinite("row scale \(s) is not a finite non-negative number") }
+        // The float view (`dequantizedRow`: value × scale, |value| ≤ 127) must be finite too.
+        for s in rowScale where !(127 * s).isFinite {
+            throw .nonFinite("row scale \(s) overflows when dequantised (127 × scale is not finite)")
+        }
         for b in bias where !b.isFinite { throw .nonFinite("bias is not finite") }
         self.rows = rows
         self.dimension = dimension

@@ -337,6 +337,33 @@ import Testing
         #expect(throws: CoreError.corruptFile("")) { try ModelFile.decode(bytes) }
     }
 
+    /// Found by the model-file fuzz target (docs/reliability.md, "Parsers under fuzzing"): a
+    /// finite row scale so large that 127 × scale overflows was accepted, and the table's float
+    /// view, which a device without the master serves and trains from, held infinities.
+    @Test(arguments: [Float(4.210451e36), .greatestFiniteMagnitude / 127, .greatestFiniteMagnitude])
+    func rowScaleWhoseDequantisedRowsOverflowIsRejected(scale: Float) throws {
+        let bytes = try Self.fileWithSection(.rowScale) { section in
+            var copy = section
+            copy.replaceSubrange(4 ..< 8, with: Self.float32LE(scale))
+            return copy
+        }
+        for keepingMaster in [true, false] {
+            #expect(throws: CoreError.corruptFile("")) { try ModelFile.decode(bytes, keepingMaster: keepingMaster) }
+        }
+    }
+
+    @Test func largestRowScaleWithFiniteDequantisedRowsIsAccepted() throws {
+        let scale = (Float.greatestFiniteMagnitude / 127).nextDown
+        let bytes = try Self.fileWithSection(.rowScale) { section in
+            var copy = section
+            copy.replaceSubrange(4 ..< 8, with: Self.float32LE(scale))
+            return copy
+        }
+        let model = try ModelFile.decode(bytes, keepingMaster: false)
+        #expect(model.table.rowScale[1] == scale)
+        #expect(model.parameters.embeddings.allSatisfy { $0.isFinite })
+    }
+
     @Test func minus128AndNonZeroPaddingInTheTableAreRejected() throws {
         // 3 x 5: padded width 8, so group 1 holds column 4 and padding columns 5...7, and rows
         // 3...7 of the single block are padding.
