@@ -79,7 +79,12 @@ private struct TOMLParser {
 
     // MARK: Values
 
-    mutating func value() throws(TOMLError) -> TOMLValue {
+    /// Deepest accepted nesting of arrays: the recursion of `value` and `array` stays bounded,
+    /// so a hostile file is a syntax error, never a stack overflow.
+    static let maxArrayDepth = 32
+
+    /// A value; `depth` is the number of arrays it sits in.
+    mutating func value(depth: Int = 0) throws(TOMLError) -> TOMLValue {
         guard let byte = peek() else { throw error("expected a value") }
         switch byte {
         case UInt8(ascii: "\""):
@@ -87,7 +92,7 @@ private struct TOMLParser {
         case UInt8(ascii: "'"):
             return .string(try literalString())
         case UInt8(ascii: "["):
-            return try array()
+            return try array(depth: depth + 1)
         case UInt8(ascii: "{"):
             throw error("inline tables are not supported")
         case UInt8(ascii: "t"), UInt8(ascii: "f"):
@@ -100,7 +105,8 @@ private struct TOMLParser {
         }
     }
 
-    mutating func array() throws(TOMLError) -> TOMLValue {
+    mutating func array(depth: Int) throws(TOMLError) -> TOMLValue {
+        guard depth <= TOMLParser.maxArrayDepth else { throw error("arrays nested deeper than \(TOMLParser.maxArrayDepth) levels") }
         try expect(UInt8(ascii: "["))
         var items: [TOMLValue] = []
         while true {
@@ -109,7 +115,7 @@ private struct TOMLParser {
                 position += 1
                 return .array(items)
             }
-            items.append(try value())
+            items.append(try value(depth: depth))
             skipWhitespaceAndComments(newlines: true)
             if peek() == UInt8(ascii: ",") {
                 position += 1
@@ -192,9 +198,14 @@ private struct TOMLParser {
 
     // MARK: Keys and tables
 
+    /// Most parts in one dotted key or table name: `ensureTable` and `insert` recurse once per
+    /// part, copying the rest of the path, so the bound keeps time, memory and stack small.
+    static let maxKeyParts = 32
+
     mutating func keyPath() throws(TOMLError) -> [String] {
         var parts: [String] = []
         while true {
+            guard parts.count < TOMLParser.maxKeyParts else { throw error("a dotted key of more than \(TOMLParser.maxKeyParts) parts") }
             skipSpaces()
             guard let byte = peek() else { throw error("expected a key") }
             if byte == UInt8(ascii: "\"") {

@@ -48,6 +48,47 @@ struct TOMLTests {
             (error as? TOMLError)?.line == line
         }
     }
+
+    /// Found with the config fuzz target (docs/reliability.md, "Parsers under fuzzing"): arrays
+    /// nested some thousands deep overflowed the parser's stack and crashed the process reading
+    /// the file.
+    @Test("arrays nested deeper than 32 levels are a syntax error, not a stack overflow")
+    func deepArrays() throws {
+        let deep = "a = " + String(repeating: "[", count: 200_000)
+        #expect {
+            _ = try parseTOML(deep)
+        } throws: { error in
+            (error as? TOMLError)?.message == "arrays nested deeper than 32 levels"
+        }
+        #expect(throws: ConfigurationError.syntax("")) { try AgentConfiguration(toml: deep) }
+        #expect(throws: ConfigurationError.syntax("")) { try AggregatorConfiguration(toml: deep) }
+        let nested32 = try parseTOML("a = " + String(repeating: "[", count: 32) + String(repeating: "]", count: 32))
+        var value = try #require(nested32["a"])
+        for _ in 1 ..< 32 {
+            guard case .array(let items) = value, items.count == 1 else { Issue.record("not 32 nested arrays"); return }
+            value = items[0]
+        }
+        #expect(value == .array([]))
+        #expect(throws: TOMLError.self) { try parseTOML("a = " + String(repeating: "[", count: 33) + String(repeating: "]", count: 33)) }
+    }
+
+    /// Found with the config fuzz target: a dotted key of 20,000 parts (40 KB) made the parser
+    /// copy the rest of the path at every level, over 2 GB and many seconds, before recursing
+    /// once per part.
+    @Test("dotted keys and table names of more than 32 parts are a syntax error", arguments: ["", "[", "[x]\n"])
+    func longKeyPaths(prefix: String) throws {
+        let suffix = prefix == "[" ? "]\n" : " = 1\n"
+        let long = prefix + String(repeating: "a.", count: 20_000) + "a" + suffix
+        #expect {
+            _ = try parseTOML(long)
+        } throws: { error in
+            (error as? TOMLError)?.message == "a dotted key of more than 32 parts"
+        }
+        #expect(throws: ConfigurationError.syntax("")) { try AgentConfiguration(toml: long) }
+        let parts32 = try parseTOML(prefix + Array(repeating: "a", count: 32).joined(separator: ".") + suffix)
+        #expect(!parts32.isEmpty)
+        #expect(throws: TOMLError.self) { try parseTOML(prefix + Array(repeating: "a", count: 33).joined(separator: ".") + suffix) }
+    }
 }
 
 @Suite("Agent configuration")
