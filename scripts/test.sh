@@ -25,6 +25,9 @@ else
     echo "systemd-analyze not installed: skipped"
 fi
 
+echo "== parsers under fuzzing (libFuzzer + ASan, 30 s per target; docs/reliability.md)"
+scripts/fuzz.sh 30
+
 echo "== quantisation cost on MovieLens (int8 vs float32 HR@10, must be within 0.005)"
 swift build -c release --product hearth-bench
 datasets="${HEARTH_DATASETS:-../shared/datasets}"
