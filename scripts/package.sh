@@ -16,8 +16,9 @@
 #   --version VERSION    package version (default 0.1.0+git<commit time>.<commit>)
 #   --out DIR            where the .deb files and the trees go (default out/packages)
 #   --release            build the binaries first: scripts/build-agent-release.sh for the agent
-#                        (-Osize, stripped), swift build -c release --static-swift-stdlib for
-#                        hearthctl and hearth-aggregator (stripped)
+#                        (-Osize, --no-export-dynamic, stripped), hearthctl with the same flags,
+#                        hearth-aggregator with swift build -c release --static-swift-stdlib
+#                        (stripped)
 #   --scratch DIR        SwiftPM scratch path for --release (default .build)
 #   --compression TYPE   dpkg-deb -Z: xz (default), gzip, zstd or none (the check uses none:
 #                        xz takes minutes on debug binaries)
@@ -75,12 +76,14 @@ if [ "$release" -eq 1 ]; then
     bin_dir="$out/bin"
     mkdir -p "$bin_dir"
     scripts/build-agent-release.sh "$bin_dir/hearth-agent" "$scratch"
-    products=(hearthctl)
-    [ "$with_aggregator" -eq 1 ] && products+=(hearth-aggregator)
-    for product in "${products[@]}"; do
-        swift build --scratch-path "$scratch" -c release --static-swift-stdlib --product "$product"
-        strip -o "$bin_dir/$product" "$scratch/release/$product"
-    done
+    # hearthctl goes onto the board too: the agent's size flags (and so the agent's build cache).
+    swift build --scratch-path "$scratch" -c release --static-swift-stdlib --product hearthctl \
+        -Xswiftc -Osize -Xlinker --no-export-dynamic
+    strip -o "$bin_dir/hearthctl" "$scratch/release/hearthctl"
+    if [ "$with_aggregator" -eq 1 ]; then
+        swift build --scratch-path "$scratch" -c release --static-swift-stdlib --product hearth-aggregator
+        strip -o "$bin_dir/hearth-aggregator" "$scratch/release/hearth-aggregator"
+    fi
 fi
 if [ -n "$bin_dir" ]; then
     agent="${agent:-$bin_dir/hearth-agent}"
@@ -127,6 +130,11 @@ depends_of() {
     local needed=() glibc="" lib package packages=()
     mapfile -t needed < <(readelf -d -W "$@" | sed -n 's/.*(NEEDED).*\[\(.*\)\].*/\1/p' | sort -u)
     glibc="$(readelf -V -W "$@" | grep -o 'GLIBC_[0-9][0-9.]*' | sed 's/GLIBC_//' | sort -V | tail -n 1)"
+    # Packed relative relocations (lld -z pack-relative-relocs) need glibc 2.36: the binary then
+    # carries the version GLIBC_ABI_DT_RELR instead of a numbered one.
+    if readelf -V -W "$@" | grep -q 'GLIBC_ABI_DT_RELR'; then
+        glibc="$(printf '%s\n' "${glibc:-0}" 2.36 | sort -V | tail -n 1)"
+    fi
     for lib in "${needed[@]}"; do
         case "$lib" in
             libc.so.6|libm.so.6|libpthread.so.0|libdl.so.2|librt.so.1|libutil.so.1|ld-linux-*.so.*) package="libc6${glibc:+ (>= $glibc)}" ;;
