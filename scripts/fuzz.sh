@@ -11,8 +11,8 @@
 # Tests/Fuzz/<target>/*.swift.
 #
 # Runs each target on a scratch copy of its seed corpus (Tests/Fuzz/corpus/<target>) with
-# -max_total_time; crash inputs land in $OUT/artifacts/<target>/. Prints executions, coverage
-# and features per target.
+# -max_total_time; crash inputs land in $OUT/artifacts/<target>/. Prints executions, wall and
+# CPU time, coverage and features per target.
 #
 # Usage: scripts/fuzz.sh [SECONDS_PER_TARGET] [--only TARGET]... [--out DIR] [--build-only]
 #                        [--write-seeds] [--jobs N]
@@ -37,7 +37,12 @@ ALL_TARGETS=(model-file update local-api event-csv config)
 TARGETS=()
 while (($#)); do
     case "$1" in
-    --only) TARGETS+=("${2:?--only needs a target}"); shift 2 ;;
+    --only)
+        [[ " ${ALL_TARGETS[*]} " == *" ${2:?--only needs a target} "* ]] ||
+            { echo "fuzz: unknown target $2 (targets: ${ALL_TARGETS[*]})" >&2; exit 2; }
+        TARGETS+=("$2")
+        shift 2
+        ;;
     --out) OUT=${2:?--out needs a directory}; shift 2 ;;
     --build-only) BUILD_ONLY=1; shift ;;
     --write-seeds) WRITE_SEEDS=1; shift ;;
@@ -69,6 +74,15 @@ sources_of() {
     # The event CSV import and its error; not the socket client or the commands.
     HearthControl) echo Sources/HearthControl/{ControlError,EventCSV}.swift ;;
     *) echo Sources/"$1"/*.swift ;;
+    esac
+}
+
+# The Swift modules a module imports.
+deps_of() {
+    case "$1" in
+    HearthAggregation) echo HearthCore HearthPrivacy ;;
+    HearthLocalAPI | HearthDatasets) echo HearthCore ;;
+    HearthControl) echo HearthCore HearthLocalAPI ;;
     esac
 }
 
@@ -108,11 +122,14 @@ if [[ " ${needed_modules[*]} " == *" HearthCore "* || " ${needed_modules[*]} " =
 fi
 
 # ---- Swift modules, in dependency order; independent ones in parallel --------------------------
-# Rebuilt when a source is newer than the object (or a module it imports was rebuilt).
+# Rebuilt when a source, a C header or a module it imports is newer than the object.
 stale() {
-    local object="$OBJ/$1.o" source
+    local object="$OBJ/$1.o" file
     [[ -f "$object" ]] || return 0
-    for source in $(sources_of "$1"); do [[ "$source" -nt "$object" ]] && return 0; done
+    for file in $(sources_of "$1") Sources/CHearthKernels/include/*.h Sources/CHearthMath/include/*.h; do
+        [[ "$file" -nt "$object" ]] && return 0
+    done
+    for file in $(deps_of "$1"); do [[ "$OBJ/$file.o" -nt "$object" ]] && return 0; done
     return 1
 }
 build_module() {
@@ -124,16 +141,17 @@ build_module() {
         echo "fuzz: building $module failed" >&2
         return 1
     fi
+    # swiftc leaves an unchanged object file alone; the time stamp says it is up to date.
+    touch "$OBJ/$module.o"
 }
 # Levels: a module depends only on modules of earlier levels.
 LEVELS=("HearthCore HearthPrivacy HearthConfig" "HearthAggregation HearthLocalAPI HearthDatasets" "HearthControl")
-rebuilt=0
 echo "== Swift modules (swiftc -O -sanitize=fuzzer,address)"
 for level in "${LEVELS[@]}"; do
     pids=()
     for module in $level; do
         [[ " ${needed_modules[*]} " == *" $module "* ]] || continue
-        if ((rebuilt)) || stale "$module"; then
+        if stale "$module"; then
             echo "+ swiftc $module ($(sources_of "$module" | wc -w) files)"
             while (($(jobs -rp | wc -l) >= JOBS)); do wait -n; done
             build_module "$module" &
@@ -141,7 +159,6 @@ for level in "${LEVELS[@]}"; do
         fi
     done
     for pid in "${pids[@]}"; do wait "$pid" || exit 1; done
-    ((${#pids[@]} == 0)) || rebuilt=1
 done
 
 # ---- fuzz targets ------------------------------------------------------------------------------
