@@ -20,11 +20,24 @@ public protocol TrainableParameters: EmbeddingRows {
     var bias: [Float] { get set }
     /// The offset of `item`'s row in `embeddings`, making the row writable first if needed.
     mutating func writableRow(_ item: Int) -> Int
+    /// Calls `body` with `embeddings` and `bias` as mutable buffers (one access for a whole
+    /// training step, instead of an accessor call per value in generic code).
+    mutating func withMutableStorage<T>(
+        _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> T
+    ) -> T
 }
 
 extension GlobalParameters: TrainableParameters {
     @inline(__always)
     public mutating func writableRow(_ item: Int) -> Int { item * dimension }
+
+    public mutating func withMutableStorage<T>(
+        _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> T
+    ) -> T {
+        embeddings.withUnsafeMutableBufferPointer { rows in
+            bias.withUnsafeMutableBufferPointer { biases in body(rows, biases) }
+        }
+    }
 
     public func accumulate(row item: Int, weight: Float, into accumulator: inout [Float]) {
         let base = item * dimension
@@ -89,6 +102,14 @@ public struct ParameterOverlay: TrainableParameters, Sendable {
         offsets[item] = Int32(offset / base.dimension)
         touchedItems.append(Int32(item))
         return offset
+    }
+
+    public mutating func withMutableStorage<T>(
+        _ body: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) -> T
+    ) -> T {
+        embeddings.withUnsafeMutableBufferPointer { rows in
+            bias.withUnsafeMutableBufferPointer { biases in body(rows, biases) }
+        }
     }
 
     public func accumulate(row item: Int, weight: Float, into accumulator: inout [Float]) {

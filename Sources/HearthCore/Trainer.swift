@@ -71,6 +71,8 @@ public struct Trainer: Sendable {
         var rowOffsets = [Int](repeating: 0, count: candidates)
         var logits = [Float](repeating: 0, count: candidates)
         var gradQuery = [Float](repeating: 0, count: d)
+        var historyOffsets: [Int] = []
+        historyOffsets.reserveCapacity(config.historyLength)
         var totalLoss: Float = 0
         var steps = 0
         for t in sequence.indices {
@@ -87,51 +89,58 @@ public struct Trainer: Sendable {
                 items[m] = negative
             }
             for m in 0 ..< candidates { rowOffsets[m] = parameters.writableRow(items[m]) }
-            // Logits and softmax.
-            var maxLogit = -Float.greatestFiniteMagnitude
-            for m in 0 ..< candidates {
-                let base = rowOffsets[m]
-                var s = parameters.bias[items[m]]
-                for c in 0 ..< d { s += query[c] * parameters.embeddings[base + c] }
-                logits[m] = s
-                if s > maxLogit { maxLogit = s }
-            }
-            var sum: Float = 0
-            for m in 0 ..< candidates {
-                logits[m] = hearth_expf(logits[m] - maxLogit)
-                sum += logits[m]
-            }
-            let weight = sequence[t].kind.weight
-            totalLoss += -weight * hearth_logf(max(logits[0] / sum, 1e-30))
-            steps += 1
-            // Gradients: dL/ds_m = weight * (p_m - [m == 0]).
-            for c in 0 ..< d { gradQuery[c] = 0 }
-            let lr = config.learningRate
-            for m in 0 ..< candidates {
-                let g = weight * (logits[m] / sum - (m == 0 ? 1 : 0))
-                let base = rowOffsets[m]
-                for c in 0 ..< d {
-                    let e = parameters.embeddings[base + c]
-                    gradQuery[c] += g * e
-                    parameters.embeddings[base + c] = e - lr * (g * query[c] + config.l2 * e)
-                }
-                parameters.bias[items[m]] -= lr * g
-            }
-            // Back through the query: the history rows and the local embedding.
+            // The history rows the step writes back into (made writable first: storage may grow).
             let weights = config.encoder.weights(for: history)
             var total: Float = 0
             for w in weights { total += w }
-            if total > 0 {
-                var position = 0
-                for event in history {
-                    let a = weights[position] / total
-                    if event.item >= 0, Int(event.item) < n {
-                        let base = parameters.writableRow(Int(event.item))
-                        for c in 0 ..< d { parameters.embeddings[base + c] -= lr * a * gradQuery[c] }
-                    }
-                    position += 1
-                }
+            historyOffsets.removeAll(keepingCapacity: true)
+            for event in history {
+                historyOffsets.append(event.item >= 0 && Int(event.item) < n ? parameters.writableRow(Int(event.item)) : -1)
             }
+            let weight = sequence[t].kind.weight
+            let lr = config.learningRate
+            let l2 = config.l2
+            // The arithmetic runs on the storage's buffers, taken once per step: element by
+            // element through the protocol, a generic caller pays an accessor call per value.
+            let loss = parameters.withMutableStorage { embeddings, bias -> Float in
+                // Logits and softmax.
+                var maxLogit = -Float.greatestFiniteMagnitude
+                for m in 0 ..< candidates {
+                    let base = rowOffsets[m]
+                    var s = bias[items[m]]
+                    for c in 0 ..< d { s += query[c] * embeddings[base + c] }
+                    logits[m] = s
+                    if s > maxLogit { maxLogit = s }
+                }
+                var sum: Float = 0
+                for m in 0 ..< candidates {
+                    logits[m] = hearth_expf(logits[m] - maxLogit)
+                    sum += logits[m]
+                }
+                let stepLoss = -weight * hearth_logf(max(logits[0] / sum, 1e-30))
+                // Gradients: dL/ds_m = weight * (p_m - [m == 0]).
+                for c in 0 ..< d { gradQuery[c] = 0 }
+                for m in 0 ..< candidates {
+                    let g = weight * (logits[m] / sum - (m == 0 ? 1 : 0))
+                    let base = rowOffsets[m]
+                    for c in 0 ..< d {
+                        let e = embeddings[base + c]
+                        gradQuery[c] += g * e
+                        embeddings[base + c] = e - lr * (g * query[c] + l2 * e)
+                    }
+                    bias[items[m]] -= lr * g
+                }
+                // Back through the query: the history rows (the local embedding below).
+                if total > 0 {
+                    for (position, base) in historyOffsets.enumerated() where base >= 0 {
+                        let a = weights[position] / total
+                        for c in 0 ..< d { embeddings[base + c] -= lr * a * gradQuery[c] }
+                    }
+                }
+                return stepLoss
+            }
+            totalLoss += loss
+            steps += 1
             for c in 0 ..< d { local[c] -= config.localLearningRate * gradQuery[c] }
         }
         return steps > 0 ? totalLoss / Float(steps) : 0
