@@ -145,16 +145,13 @@ public struct ParameterOverlay: TrainableParameters, Sendable {
         public func forEachCoordinate(_ body: (Float) -> Void) {
             let table = overlay.base
             let d = table.dimension
-            var start = [Float](repeating: 0, count: d)
             for item in 0 ..< table.rows {
                 let slot = overlay.offsets[item]
                 if slot < 0 {
                     for _ in 0 ..< d { body(0) }
                     continue
                 }
-                let scale = table.rowScale[item]
-                let row = table.quantizedRow(item)
-                for c in 0 ..< d { start[c] = Float(row[c]) * scale }
+                let start = table.dequantizedRow(item)  // the values `writableRow` copied in
                 let offset = Int(slot) * d
                 for c in 0 ..< d { body(overlay.embeddings[offset + c] - start[c]) }
             }
