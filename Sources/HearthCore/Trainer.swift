@@ -58,8 +58,6 @@ public struct Trainer: Sendable {
     /// `parameters` is the full float master or a round's `ParameterOverlay`: given the same
     /// starting values the two compute the same steps, bit for bit.
     @discardableResult
-    @_specialize(exported: true, where P == GlobalParameters, R == Xoshiro256)
-    @_specialize(exported: true, where P == ParameterOverlay, R == Xoshiro256)
     public func train<P: TrainableParameters, R: RandomNumberGenerator>(
         sequence: ArraySlice<Event>, parameters: inout P, local: inout [Float], using rng: inout R,
         shouldStop: () -> Bool
