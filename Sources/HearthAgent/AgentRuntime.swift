@@ -21,17 +21,25 @@ public actor AgentRuntime: LocalAPIBackend {
     /// The store file inside the state directory.
     public static let databaseFileName = "hearth.db"
 
-    private let configuration: AgentConfiguration
-    private let logger: Logger
-    private let store: DeviceStore
+    let configuration: AgentConfiguration
+    let logger: Logger
+    /// The open store; nil while it cannot be opened (read-only or full state directory), in
+    /// which case events are refused and `healthCheck` retries.
+    var store: DeviceStore?
+    let retentionPolicy: RetentionPolicy
+    /// The active fault conditions (`status.conditions`).
+    var health = AgentHealth()
+    var clockWatch = ClockWatch()
+    /// Set when the open store reported corruption: the next `healthCheck` verifies it.
+    var suspectCorruption = false
     private let kernel: ScoringKernel
     private let clock: @Sendable () -> Int64
     /// The most events the next round takes: halved after a round overran its time, restored
     /// (doubling) after rounds that finish.
     private var roundEventLimit = AgentRuntime.maxEventsPerRound
-    private var model: Model?
-    private var embedding: [Float]?
-    private var ledger: PrivacyLedger
+    var model: Model?
+    var embedding: [Float]?
+    var ledger: PrivacyLedger
     private var lastDecision: String?
     private var lastRound: [String: JSONValue] = [:]
     private var lastRetention: [String: JSONValue] = [:]
@@ -47,7 +55,14 @@ public actor AgentRuntime: LocalAPIBackend {
     public nonisolated let modelDirectory: String
 
     /// Opens (or creates) the store under `configuration.stateDirectory`, loads
-    /// `models/current.hrth` if present, picks the kernel and rebuilds the ledger.
+    /// `models/current.hrth` if present (falling back to `previous.hrth` when it does not
+    /// decode), picks the kernel and rebuilds the ledger.
+    ///
+    /// Faults do not stop the start: a read-only or full state directory leaves the store
+    /// closed (`state_read_only` / `disk_full`; `healthCheck` retries), a damaged database is
+    /// moved aside as `hearth.db.corrupt-<ms>` and a fresh one started (`database_corrupt`; the
+    /// privacy ledger is copied over when it can still be read). Only a bad kernel name, a
+    /// store written by a newer Hearth or a state directory that cannot be made are fatal.
     ///
     /// - Parameter clock: monotonic milliseconds, for the training deadline (tests inject one).
     public init(configuration: AgentConfiguration, logger: Logger,
@@ -57,7 +72,12 @@ public actor AgentRuntime: LocalAPIBackend {
         self.clock = clock
         let state = configuration.stateDirectory
         modelDirectory = state + "/models"
-        try FileSupport.makeDirectories(modelDirectory)
+        do throws(AgentError) {
+            try FileSupport.makeDirectories(modelDirectory)
+        } catch {
+            // A read-only state directory that already has its models directory is usable for serving.
+            guard FileSupport.isDirectory(modelDirectory) else { throw error }
+        }
 
         do throws(CoreError) {
             kernel = configuration.kernel == "auto"
@@ -67,54 +87,45 @@ public actor AgentRuntime: LocalAPIBackend {
             throw .startup("model.kernel: \(error.message)")
         }
 
-        let policy = RetentionPolicy(
+        retentionPolicy = RetentionPolicy(
             maxAgeMilliseconds: Int64(configuration.maxEventAgeDays) * 86_400_000,
             maxEvents: configuration.maxEvents,
             maxDatabaseBytes: Int64(configuration.maxDatabaseMegabytes) * 1024 * 1024)
-        do throws(StoreError) {
-            store = try DeviceStore(path: state + "/" + AgentRuntime.databaseFileName,
-                                    options: StoreOptions(retention: policy))
-        } catch {
-            throw .startup("cannot open the event store: \(error.message)")
-        }
-
-        let entries: [LedgerEntry]
-        do throws(StoreError) {
-            entries = try store.ledgerEntries()
-            embedding = try store.floats(LocalStateKey.deviceEmbedding)
-        } catch {
-            throw .startup("cannot read the store: \(error.message)")
-        }
+        let opening = AgentRuntime.openStore(state: state, policy: retentionPolicy, quarantine: false, logger: logger)
+        if let fatal = opening.fatal { throw fatal }
+        store = opening.store
+        embedding = opening.embedding
         do throws(PrivacyError) {
-            ledger = try PrivacyLedger(delta: configuration.delta, epsilonBudget: configuration.epsilonBudget, entries: entries)
+            ledger = try PrivacyLedger(delta: configuration.delta, epsilonBudget: configuration.epsilonBudget, entries: opening.ledgerEntries)
         } catch {
             throw .startup("cannot rebuild the privacy ledger: \(error.message)")
         }
+        let started = unixMilliseconds()
+        for (condition, detail) in opening.conditions {
+            health.raise(condition, detail: detail, now: started)
+            logger.warning("condition raised: \(condition.rawValue)", metadata: ["condition": "\(condition.rawValue)", "detail": "\(detail)"])
+        }
 
-        if let bytes = try FileSupport.read(modelDirectory + "/" + ModelFetcher.currentFileName) {
-            do throws(CoreError) {
-                // The float master is checked, not kept: the agent serves and trains from the int8 table.
-                model = try ModelFile.decode(bytes, keepingMaster: false)
-            } catch {
-                // A corrupt file is reported and not served; the fetcher can replace it.
-                logger.error("current model does not decode; serving without a model", metadata: ["error": "\(error.message)"])
-                model = nil
-            }
-        } else {
-            model = nil
+        let loaded = ModelLoader(directory: modelDirectory, logger: logger).loadAtStart()
+        model = loaded.model
+        if let problem = loaded.problem {
+            health.raise(.modelInvalid, detail: problem, now: unixMilliseconds())
+            logger.warning("condition raised: model_invalid", metadata: ["condition": "model_invalid", "detail": "\(problem)"])
         }
         FileSupport.returnFreeMemory()  // the file's bytes and the decoder's scratch
         let versionText = model.map { String($0.version) } ?? "none"
         let ledgerCount = ledger.entries.count
+        let healthText = health.summary
         logger.info("runtime ready", metadata: [
             "kernel": "\(kernel.name)", "model_version": "\(versionText)", "ledger_entries": "\(ledgerCount)",
+            "health": "\(healthText)",
         ])
     }
 
     // MARK: - Local API
 
     public func ingest(_ events: [EventRecord]) async throws -> IngestResult {
-        let result = try mapStoreError { () throws(StoreError) in try store.append(events) }
+        let result = try storeWrite { (store) throws(StoreError) in try store.append(events) }
         return IngestResult(accepted: result.count)
     }
 
@@ -140,15 +151,30 @@ public actor AgentRuntime: LocalAPIBackend {
 
     public func status() async throws -> StatusReport {
         let now = unixMilliseconds()
-        let (totals, pending, delivery, retention) = try mapStoreError { () throws(StoreError) in
-            (try store.totals(), try store.pendingCount(), try store.lastDelivery(), try store.retentionState(now: now))
+        // Status answers whatever the store's state: a store that is closed or failing shows as
+        // `store: unavailable` with zero counts, next to the condition that explains it.
+        var figures: (totals: EventTotals, pending: Int, delivery: OutboxDelivery?, retention: RetentionState)?
+        if let store {
+            do throws(StoreError) {
+                figures = (try store.totals(), try store.pendingCount(), try store.lastDelivery(), try store.retentionState(now: now))
+            } catch {
+                noteStoreFailure(error)
+            }
         }
+        let totals = figures?.totals
+        let pending = figures?.pending ?? 0
+        let delivery = figures?.delivery
+        let retention = figures?.retention
         var extra: [String: JSONValue] = [
+            "health": .string(health.summary),
+            "conditions": health.conditionsJSON,
+            "condition_counts": health.countsJSON,
+            "store": .string(figures == nil ? "unavailable" : "ok"),
             "retention": [
-                "events": .int(retention.events),
-                "database_bytes": .integer(retention.databaseBytes),
-                "free_bytes": .integer(retention.freeBytes),
-                "exceeded": .array(retention.exceeded.map { .string($0.rawValue) }),
+                "events": .int(retention?.events ?? 0),
+                "database_bytes": .integer(retention?.databaseBytes ?? 0),
+                "free_bytes": .integer(retention?.freeBytes ?? 0),
+                "exceeded": .array((retention?.exceeded ?? []).map { .string($0.rawValue) }),
                 "max_events": .int(configuration.maxEvents),
                 "max_event_age_days": .int(configuration.maxEventAgeDays),
                 "max_database_mb": .int(configuration.maxDatabaseMegabytes),
@@ -165,7 +191,7 @@ public actor AgentRuntime: LocalAPIBackend {
         if !lastRetention.isEmpty { extra["last_retention"] = .object(lastRetention) }
         return StatusReport(
             modelVersion: model.map { String($0.version) }, kernel: kernel.name,
-            eventsTotal: Int64(totals.eventsTotal), outboxPending: pending,
+            eventsTotal: Int64(totals?.eventsTotal ?? 0), outboxPending: pending,
             lastUploadMilliseconds: delivery?.deliveredMilliseconds, privacy: privacySummary(), extra: extra)
     }
 
@@ -187,7 +213,7 @@ public actor AgentRuntime: LocalAPIBackend {
 
     public func profile() async throws -> ProfileReport {
         guard let model else { throw LocalAPIError.serviceUnavailable("no model yet") }
-        let records = try mapStoreError { () throws(StoreError) in try recentRecords(limit: 1_000) }
+        let records = try storeRead { (store) throws(StoreError) in try AgentRuntime.recentRecords(store, limit: 1_000) }
         let profile = InterestProfile(records: records, catalog: model.catalog)
         return ProfileReport(
             topCategories: profile.categories.map { WeightedLabel(name: $0.name, weight: Double($0.weight)) },
@@ -196,7 +222,7 @@ public actor AgentRuntime: LocalAPIBackend {
     }
 
     public func eraseAll() async throws -> EraseResult {
-        let report = try mapStoreError { () throws(StoreError) in try store.eraseAll() }
+        let report = try storeWrite { (store) throws(StoreError) in try store.eraseAll() }
         embedding = nil
         erasures += 1
         outboxIDs = [:]
@@ -211,6 +237,7 @@ public actor AgentRuntime: LocalAPIBackend {
     public func swapModel(_ newModel: Model) {
         let old = model?.version
         model = newModel
+        clear(.modelInvalid)
         FileSupport.returnFreeMemory()  // the previous model
         logger.info("serving a new model", metadata: ["version": "\(newModel.version)", "previous": "\(old.map { String($0) } ?? "none")"])
     }
@@ -234,6 +261,7 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// Events logged since the last round.
     public func newEventCount() throws(AgentError) -> Int {
+        guard let store else { return 0 }
         do throws(StoreError) {
             let totals = try store.totals()
             guard let last = totals.lastSequence else { return 0 }
@@ -255,6 +283,12 @@ public actor AgentRuntime: LocalAPIBackend {
     public func trainRound(now: Int64, samplingRate: Double = 1) async throws(AgentError) -> RoundOutcome {
         guard let model else { return .skipped("no model yet") }
         guard !training else { return .skipped("a round is already running") }
+        guard let store else { return .skipped("the event store is unavailable") }
+        if FileSupport.exists(ledgerLostMarker) {
+            let reason = "the privacy ledger was lost with a corrupt database (remove \(ledgerLostMarker) to accept that)"
+            lastDecision = "refused: " + reason
+            return .refused(reason)
+        }
         let privacy = try privacyConfiguration()
         let entry = LedgerEntry(round: Int(clamping: model.version), noiseMultiplier: configuration.noiseMultiplier,
                                 samplingRate: nil, clipNorm: configuration.clipNorm, mode: privacy.mode,
@@ -328,14 +362,16 @@ public actor AgentRuntime: LocalAPIBackend {
             try store.putFloats(LocalStateKey.deviceEmbedding, trained.local, now: now)
             try store.putUInt64(AgentRuntime.lastTrainedSequenceKey, UInt64(lastSequence), now: now)
         } catch {
+            noteStoreFailure(error)
             throw .training("cannot record the round: \(error.message)")
         }
+        clearWriteConditions()
         FileSupport.returnFreeMemory()  // the round's overlay and envelope
         do throws(PrivacyError) {
             try ledger.record(entry)
         } catch {
             // The store holds the truth; rebuild from it.
-            if let entries = try? store.ledgerEntries(),
+            if let entries = try? self.store?.ledgerEntries(),
                let rebuilt = try? PrivacyLedger(delta: configuration.delta, epsilonBudget: configuration.epsilonBudget, entries: entries) {
                 ledger = rebuilt
             }
@@ -414,6 +450,7 @@ public actor AgentRuntime: LocalAPIBackend {
     /// Applies the retention caps; returns the number of events deleted.
     @discardableResult
     public func enforceRetention(now: Int64) throws(AgentError) -> Int {
+        guard let store else { return 0 }
         do throws(StoreError) {
             let report = try store.enforceRetention(now: now)
             lastRetention = [
@@ -425,6 +462,7 @@ public actor AgentRuntime: LocalAPIBackend {
             }
             return report.deleted
         } catch {
+            noteStoreFailure(error)
             throw .training("retention failed: \(error.message)")
         }
     }
@@ -433,6 +471,7 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// Outbox items due now, with stable ids for this process.
     func dueOutbox(limit: Int) throws(StoreError) -> [OutboxEntry] {
+        guard let store else { return [] }
         let items = try store.due(now: unixMilliseconds(), limit: limit)
         var entries: [OutboxEntry] = []
         for item in items {
@@ -447,7 +486,7 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// Records a failed upload attempt with the retry time chosen by `backoff`.
     func recordUploadAttempt(id: Int64, outcome: UploadOutcome, backoff: Backoff) throws(StoreError) {
-        guard let key = outboxKeys[id] else { return }
+        guard let key = outboxKeys[id], let store else { return }
         let attempts = try store.attempts(idempotencyKey: key) ?? 0
         var rng = SystemRandomNumberGenerator()
         var retryAfter: Duration?
@@ -470,7 +509,7 @@ public actor AgentRuntime: LocalAPIBackend {
 
     /// The server acknowledged the upload.
     func markUploaded(id: Int64) throws(StoreError) {
-        guard let key = outboxKeys[id] else { return }
+        guard let key = outboxKeys[id], let store else { return }
         try store.markDelivered(idempotencyKey: key, at: unixMilliseconds())
         outboxKeys[id] = nil
         outboxIDs[key] = nil
@@ -522,7 +561,7 @@ public actor AgentRuntime: LocalAPIBackend {
     }
 
     private func lastTrainedSequence() -> UInt64 {
-        (try? store.uint64(AgentRuntime.lastTrainedSequenceKey)) ?? 0
+        (try? store?.uint64(AgentRuntime.lastTrainedSequenceKey)) ?? 0
     }
 
     private func privacySummary() -> PrivacySummary {
@@ -532,8 +571,16 @@ public actor AgentRuntime: LocalAPIBackend {
     /// The serving query state of `session` and the items purchased in it.
     private func localState(session: String, model: Model) throws -> (LocalState, [Int32]) {
         let dimension = model.dimension
-        let stored = try mapStoreError { () throws(StoreError) in
-            try store.recentEvents(session: session, limit: max(configuration.historyLength, 1_000))
+        // Serving never fails for the store: without it (or when it fails) the session has no
+        // history and the model ranks from its prior.
+        var stored: [StoredEvent] = []
+        if let store {
+            do throws(StoreError) {
+                stored = try store.recentEvents(session: session, limit: max(configuration.historyLength, 1_000))
+            } catch {
+                noteStoreFailure(error)
+                logger.warning("serving without the session's history: the store failed", metadata: ["error": "\(error.message)"])
+            }
         }
         var state = LocalState(dimension: dimension, capacity: configuration.historyLength)
         if configuration.deviceEmbedding, let embedding, embedding.count == dimension { state.embedding = embedding }
@@ -551,26 +598,48 @@ public actor AgentRuntime: LocalAPIBackend {
     }
 
     /// The last `limit` events of the whole log, oldest first.
-    private func recentRecords(limit: Int) throws(StoreError) -> [EventRecord] {
+    private static func recentRecords(_ store: DeviceStore, limit: Int) throws(StoreError) -> [EventRecord] {
         let totals = try store.totals()
         guard let last = totals.lastSequence else { return [] }
         return try store.events(after: max(0, last - Int64(limit)), limit: limit).map(\.record)
     }
 
-    /// Store errors as API errors: a full disk is 507, anything else 503.
-    private func mapStoreError<T>(_ body: () throws(StoreError) -> T) throws(LocalAPIError) -> T {
+    /// Runs a write on the store: a success clears `disk_full` and `state_read_only`; a
+    /// failure raises the condition it shows and becomes the API error for it.
+    private func storeWrite<T>(_ body: (DeviceStore) throws(StoreError) -> T) throws(LocalAPIError) -> T {
+        let value = try storeRead(body)
+        clearWriteConditions()
+        return value
+    }
+
+    /// Runs an operation on the store; its failure raises the condition it shows and becomes
+    /// the API error for it (`apiError(for:)`).
+    private func storeRead<T>(_ body: (DeviceStore) throws(StoreError) -> T) throws(LocalAPIError) -> T {
+        guard let store else { throw unavailableError() }
         do {
-            return try body()
+            return try body(store)
         } catch {
-            if error.resultCode?.primary == .full {
-                throw .insufficientStorage("the disk is full: \(error.message)")
-            }
-            if error.resultCode == nil {
-                throw .badRequest(error.message)
-            }
+            if error.resultCode == nil { throw .badRequest(error.message) }
+            let kind = noteStoreFailure(error)
             logger.error("store error", metadata: ["error": "\(error.message)"])
-            throw .serviceUnavailable("event store unavailable")
+            switch kind {
+            case .diskFull: throw .insufficientStorage("the disk is full: nothing was stored (\(error.message))")
+            case .readOnly: throw .serviceUnavailable("the state directory is read-only: nothing was stored")
+            case .corrupt: throw .serviceUnavailable("the event store is corrupt: nothing was stored")
+            case .other: throw .serviceUnavailable("event store unavailable")
+            }
         }
+    }
+
+    /// The error for a request that needs the store while it is closed.
+    private func unavailableError() -> LocalAPIError {
+        if let full = health.active[.diskFull] {
+            return .insufficientStorage("the disk is full: nothing was stored (\(full.detail))")
+        }
+        if health.isActive(.stateReadOnly) {
+            return .serviceUnavailable("the state directory is read-only: nothing was stored")
+        }
+        return .serviceUnavailable("event store unavailable")
     }
 }
 

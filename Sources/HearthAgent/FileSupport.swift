@@ -60,6 +60,48 @@ enum FileSupport {
         }
     }
 
+    /// Whether `path` exists (any kind of file).
+    static func exists(_ path: String) -> Bool {
+        access(path, F_OK) == 0
+    }
+
+    /// Whether `path` is a directory.
+    static func isDirectory(_ path: String) -> Bool {
+        var info = stat()
+        return stat(path, &info) == 0 && (info.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// The names in `directory` that start with `prefix` (empty when unreadable).
+    static func names(in directory: String, prefix: String) -> [String] {
+        guard let handle = opendir(directory) else { return [] }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasPrefix(prefix) { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Writes `text` to `path` (created or replaced) and fsyncs it; false on any failure.
+    @discardableResult
+    static func writeSmallText(_ path: String, _ text: String) -> Bool {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { return false }
+            offset += n
+        }
+        return fsync(fd) == 0
+    }
+
     /// A small file (procfs) as text, nil when unreadable.
     static func readSmallText(_ path: String) -> String? {
         guard let bytes = try? read(path, maxBytes: 64 * 1024) else { return nil }
@@ -70,11 +112,12 @@ enum FileSupport {
     static func errnoText() -> String { String(cString: strerror(errno)) }
 }
 
-/// Wall-clock time in milliseconds since the Unix epoch.
+/// Wall-clock time in milliseconds since the Unix epoch (plus the test offset of
+/// `--clock-offset-file`, 0 unless that hidden option is given).
 public func unixMilliseconds() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+    return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000 + WallClockOffset.milliseconds.load(ordering: .relaxed)
 }
 
 /// The clock of training deadlines: monotonic milliseconds. Injected into `AgentRuntime` so that

@@ -1,5 +1,6 @@
 import HearthConfig
 import HearthCore
+import HearthPrivacy
 import HearthSystemd
 import HearthUploader
 import Logging
@@ -113,17 +114,28 @@ public struct TrainingService: Service {
 }
 
 /// Drains the outbox to the aggregator every `interval`.
+///
+/// Each update goes out as `POST /v1/updates` with its idempotency key (as `UpdateUploader`
+/// sends it); how each exchange went feeds the `aggregator_*` conditions: no connection
+/// (`aggregator_unreachable`), no answer within `upload.timeout_ms` (`aggregator_slow`), 5xx,
+/// 408 or 429 (`aggregator_error`); any answer clears the first two. A failed attempt stays in
+/// the outbox with its retry time from `Backoff` (at most `backoffCap`), so nothing queued is
+/// lost and nothing is sent twice under two keys.
 public struct UploadService: Service {
     let runtime: AgentRuntime
     let configuration: AgentConfiguration
     let interval: Duration
+    let backoff: Backoff
     let logger: Logger
 
+    /// - Parameter backoffCap: the longest wait between two attempts of one update.
     /// - Parameter logger: label `hearth.agent.upload`.
-    public init(runtime: AgentRuntime, configuration: AgentConfiguration, interval: Duration = .seconds(5), logger: Logger) {
+    public init(runtime: AgentRuntime, configuration: AgentConfiguration, interval: Duration = .seconds(5),
+                backoffCap: Duration = .seconds(15 * 60), logger: Logger) {
         self.runtime = runtime
         self.configuration = configuration
         self.interval = interval
+        self.backoff = Backoff(cap: backoffCap)
         self.logger = logger
     }
 
@@ -134,21 +146,110 @@ public struct UploadService: Service {
         }
         let client = aggregatorClient(configuration)
         let uploader = UpdateUploader(baseURL: configuration.aggregatorURL, client: client, logger: logger)
-        let outbox = RuntimeOutbox(runtime: runtime)
+        let outbox = RuntimeOutbox(runtime: runtime, backoff: backoff)
         while await pause(interval) {
             guard let credential = readCredential(configuration.credentialFile, logger: logger) else { continue }
             do {
-                let report = try await uploader.drain(outbox: outbox, deviceCredential: credential)
-                if !report.accepted.isEmpty || !report.duplicates.isEmpty || !report.rejected.isEmpty {
-                    logger.info("outbox drained", metadata: [
-                        "accepted": "\(report.accepted.count)", "duplicates": "\(report.duplicates.count)",
-                        "rejected": "\(report.rejected.count)", "retry_later": "\(report.stoppedForRetry)",
-                    ])
-                }
+                try await drain(outbox: outbox, uploader: uploader, client: client, credential: credential)
             } catch {
                 logger.error("draining the outbox failed", metadata: ["error": "\(error)"])
             }
         }
+    }
+
+    /// Sends every due update until the outbox is empty or an attempt must be retried later.
+    func drain(outbox: RuntimeOutbox, uploader: UpdateUploader, client: CurlClient, credential: String) async throws {
+        var seen = Set<Int64>()
+        var delivered = 0
+        while true {
+            let batch = try await outbox.pending(limit: 16).filter { !seen.contains($0.id) }
+            if batch.isEmpty { break }
+            for entry in batch {
+                seen.insert(entry.id)
+                let outcome = await send(entry, uploader: uploader, client: client, credential: credential)
+                switch outcome {
+                case .accepted, .duplicate:
+                    try await outbox.markDelivered(id: entry.id)
+                    delivered += 1
+                case .rejected:
+                    try await outbox.recordAttempt(id: entry.id, outcome: outcome)
+                case .retryLater:
+                    try await outbox.recordAttempt(id: entry.id, outcome: outcome)
+                    return
+                }
+            }
+        }
+        if delivered > 0 { logger.info("outbox drained", metadata: ["delivered": "\(delivered)"]) }
+    }
+
+    /// One attempt of `entry`; records how the exchange went in the runtime's health.
+    private func send(_ entry: OutboxEntry, uploader: UpdateUploader, client: CurlClient, credential: String) async -> UploadOutcome {
+        let request = HTTPRequest(
+            method: .post, url: uploader.updatesURL,
+            headers: [
+                HTTPField("Content-Type", UpdateEnvelope.contentType),
+                HTTPField("Idempotency-Key", entry.idempotencyKey.hex),
+                HTTPField("Authorization", "Bearer \(credential)"),
+            ],
+            body: entry.body, maxResponseBytes: uploader.maxResponseBytes)
+        let response: HTTPResponse
+        do throws(UploaderError) {
+            response = try await client.perform(request)
+        } catch {
+            await runtime.noteAggregator(AggregatorExchange(error: error), operation: "POST /v1/updates")
+            logger.warning("update upload failed; will retry", metadata: [
+                "idempotency_key": "\(entry.idempotencyKey.hex)", "error": "\(error.message)",
+            ])
+            return .retryLater(after: nil)
+        }
+        await runtime.noteAggregator(AggregatorExchange(status: response.status), operation: "POST /v1/updates")
+        let outcome = UpdateUploader.classify(response)
+        switch outcome {
+        case .accepted, .duplicate:
+            logger.info("update delivered", metadata: [
+                "idempotency_key": "\(entry.idempotencyKey.hex)", "status": "\(response.status)",
+                "duplicate": "\(outcome == .duplicate)", "bytes": "\(entry.body.count)",
+            ])
+        case .retryLater:
+            logger.warning("aggregator asked to retry later", metadata: [
+                "idempotency_key": "\(entry.idempotencyKey.hex)", "status": "\(response.status)",
+            ])
+        case .rejected(let status, let reason):
+            logger.error("aggregator rejected update", metadata: [
+                "idempotency_key": "\(entry.idempotencyKey.hex)", "status": "\(status)", "reason": "\(reason)",
+            ])
+        }
+        return outcome
+    }
+}
+
+/// Runs `AgentRuntime.healthCheck` every `interval`: the clock watch, reopening a store that
+/// could not be opened, the disk probe while a write condition is set (docs/agent.md, "Faults").
+public struct HealthService: Service {
+    let runtime: AgentRuntime
+    let interval: Duration
+    let clockOffsetFile: String?
+    let logger: Logger
+
+    /// - Parameter clockOffsetFile: tests only: a file holding milliseconds added to the wall
+    ///   clock the agent reads (re-read at every check), to make the clock jump.
+    /// - Parameter logger: label `hearth.agent.health`.
+    public init(runtime: AgentRuntime, interval: Duration = .seconds(5), clockOffsetFile: String? = nil, logger: Logger) {
+        self.runtime = runtime
+        self.interval = interval
+        self.clockOffsetFile = clockOffsetFile
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        repeat {
+            if let clockOffsetFile {
+                let text = FileSupport.readSmallText(clockOffsetFile) ?? "0"
+                let offset = Int64(text.split(whereSeparator: { $0 == "\n" || $0 == " " }).first ?? "0") ?? 0
+                WallClockOffset.milliseconds.store(offset, ordering: .relaxed)
+            }
+            await runtime.healthCheck()
+        } while await pause(interval)
     }
 }
 
@@ -227,7 +328,14 @@ public struct ModelRefreshService: Service {
             } catch {
                 // A bad model is rejected (never installed) and reported; keep serving the old one.
                 logger.error("model refresh failed", metadata: ["error": "\(error)"])
+                let exchange = AggregatorExchange(error: error)
+                await runtime.noteAggregator(exchange, operation: "GET /v1/model")
+                if exchange == .answered, error == .badSignature("") || error == .missingSignature("") || error == .corruptModel("") {
+                    await runtime.noteRejectedModel(error)
+                }
+                continue
             }
+            await runtime.noteAggregator(.answered, operation: "GET /v1/model")
         } while await pause(interval)
     }
 }

@@ -1,3 +1,4 @@
+import CHearthSQLite
 import HearthPrivacy
 
 extension DeviceStore {
@@ -79,5 +80,18 @@ extension SQLiteConnection {
                                        participated: statement.int64(7) != 0))
         }
         return entries
+    }
+}
+
+extension DeviceStore {
+    /// The privacy ledger of a damaged store file, read through a read-only connection without
+    /// migrating or configuring anything; nil when it cannot be read (not a database, the
+    /// ledger's pages damaged, a row that does not parse). The agent copies it into the fresh
+    /// store it starts after moving a corrupt one aside, so the device does not spend its
+    /// privacy budget a second time.
+    public static func salvageLedger(path: String) -> [LedgerEntry]? {
+        guard let connection = try? SQLiteConnection(path: path, flags: SQLITE_OPEN_READONLY) else { return nil }
+        defer { connection.close() }
+        return try? connection.ledgerEntries()
     }
 }

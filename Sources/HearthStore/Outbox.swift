@@ -160,3 +160,21 @@ extension DeviceStore {
         return items
     }
 }
+
+extension DeviceStore {
+    /// Moves every pending retry time later than `now` by `delta` milliseconds (never before
+    /// `now`); returns how many moved. After the wall clock jumped back by J, `delta` = −J keeps
+    /// each retry's remaining wait: without it a retry written before the jump would wait J more.
+    @discardableResult
+    public func shiftAttempts(by delta: Int64, notBefore now: Int64) throws(StoreError) -> Int {
+        try connection.transaction { () throws(StoreError) -> Int in
+            let update = try connection.prepare(
+                "UPDATE outbox SET next_attempt_ms = max(next_attempt_ms + ?, ?) WHERE next_attempt_ms > ?")
+            try update.bind(1, delta)
+            try update.bind(2, now)
+            try update.bind(3, now)
+            try update.run()
+            return connection.changes
+        }
+    }
+}

@@ -41,6 +41,17 @@ struct HearthAgentCommand: AsyncParsableCommand {
     @Option(name: .customLong("model-refresh-interval"), help: .hidden)
     var modelRefreshInterval: Double = 600
 
+    @Option(name: .customLong("health-check-interval"), help: .hidden)
+    var healthCheckInterval: Double = 5
+
+    @Option(name: .customLong("upload-backoff-cap"), help: .hidden)
+    var uploadBackoffCap: Double = 900
+
+    /// Tests only: a file holding milliseconds added to the wall clock (a clock jump without
+    /// touching the system's clock).
+    @Option(name: .customLong("clock-offset-file"), help: .hidden)
+    var clockOffsetFile: String?
+
     func run() async throws {
         let configuration: AgentConfiguration
         do {
@@ -101,7 +112,9 @@ struct HearthAgentCommand: AsyncParsableCommand {
             TrainingService(runtime: runtime, configuration: configuration,
                             interval: seconds(trainingCheckInterval), logger: Logger(label: "hearth.agent.training")),
             UploadService(runtime: runtime, configuration: configuration, interval: seconds(uploadInterval),
-                          logger: Logger(label: "hearth.agent.upload")),
+                          backoffCap: seconds(uploadBackoffCap), logger: Logger(label: "hearth.agent.upload")),
+            HealthService(runtime: runtime, interval: seconds(healthCheckInterval), clockOffsetFile: clockOffsetFile,
+                          logger: Logger(label: "hearth.agent.health")),
             ModelRefreshService(runtime: runtime, configuration: configuration, interval: seconds(modelRefreshInterval),
                                 logger: Logger(label: "hearth.agent.model")),
             WatchdogService(notifier: notifier, logger: Logger(label: "hearth.agent.systemd")),
