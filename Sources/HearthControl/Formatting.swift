@@ -16,11 +16,28 @@ public enum ControlFormat {
             ("privacy", "ε " + text(privacy["epsilon_spent"], none: "?") + " spent of " + text(privacy["epsilon_budget"], none: "?")
                 + " at δ " + text(privacy["delta"], none: "?")),
         ]
-        let known: Set<String> = ["model_version", "kernel", "events_total", "outbox_pending", "last_upload", "privacy"]
+        rows += healthRows(object)
+        let known: Set<String> = ["model_version", "kernel", "events_total", "outbox_pending", "last_upload", "privacy",
+                                  "health", "conditions"]
         for key in object.keys.sorted() where !known.contains(key) {
             rows.append((key.replacingUnderscores(), text(object[key], none: "null")))
         }
         return table(rows)
+    }
+
+    /// The agent's health: `health  ok`, or `health  degraded` and one row per active
+    /// condition (`  disk_full  since <UTC time>: <detail>`). Nothing for an agent that does
+    /// not report it.
+    static func healthRows(_ object: [String: JSONValue]) -> [(String, String)] {
+        guard let health = object["health"] else { return [] }
+        let conditions = object["conditions"]?.arrayValue ?? []
+        var rows = [("health", text(health, none: "unknown"))]
+        for condition in conditions {
+            let fields = condition.objectValue ?? [:]
+            rows.append(("  " + text(fields["name"], none: "?"),
+                         "since " + timestamp(fields["since"]) + ": " + text(fields["detail"], none: "")))
+        }
+        return rows
     }
 
     /// A ranking (`recommendations` or `rank`): one numbered line per item with its score.
