@@ -20,6 +20,7 @@ let package = Package(
         .executable(name: "hearth-demo", targets: ["hearth-demo"]),
         .executable(name: "hearthctl", targets: ["hearthctl"]),
         .executable(name: "hearth-agent", targets: ["hearth-agent"]),
+        .executable(name: "hearth-fetch", targets: ["hearth-fetch"]),
         .executable(name: "hearth-aggregator", targets: ["hearth-aggregator"]),
         .executable(name: "hearth-sim", targets: ["hearth-sim"]),
     ],
@@ -97,7 +98,7 @@ let package = Package(
                 // The end-to-end tests spawn the built `hearth-agent` and `hearth-aggregator`;
                 // depending on them builds them first.
                 "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "HearthUploader",
-                "HearthProcess", "hearth-agent", "hearth-aggregator",
+                "HearthCurl", "HearthProcess", "hearth-agent", "hearth-fetch", "hearth-aggregator",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             // A test-only TLS certificate and key for 127.0.0.1 (never used outside tests).
@@ -149,10 +150,17 @@ let package = Package(
         .testTarget(name: "HearthConfigTests", dependencies: ["HearthConfig"]),
         .testTarget(name: "HearthSystemdTests", dependencies: ["HearthSystemd"]),
         .target(name: "HearthPrivacy", dependencies: ["CHearthMath"]),
+        // HTTP messages, errors, the client and the agent <-> hearth-fetch framing; links nothing.
+        .target(name: "HearthHTTP"),
+        // libcurl in process (the tools, tests and hearth-fetch; never the agent).
+        .target(name: "HearthCurl", dependencies: ["CHearthCurl", "HearthHTTP"]),
+        // The agent's HTTP exchanges with its aggregator, one short-lived process each, so that
+        // hearth-agent does not map libcurl and its TLS libraries (docs/agent.md).
+        .executableTarget(name: "hearth-fetch", dependencies: ["HearthCurl", "HearthHTTP"]),
         .target(
             name: "HearthUploader",
             dependencies: [
-                "CHearthCurl", "HearthCore", "HearthPrivacy",
+                "HearthHTTP", "HearthCore", "HearthPrivacy",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -160,7 +168,7 @@ let package = Package(
         .testTarget(
             name: "HearthUploaderTests",
             dependencies: [
-                "HearthUploader", "HearthCore", "HearthPrivacy", "HearthTestSupport",
+                "HearthUploader", "HearthCurl", "HearthCore", "HearthPrivacy", "HearthTestSupport", "HearthProcess", "hearth-fetch",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -172,7 +180,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .target(name: "HearthControl", dependencies: ["HearthCore", "HearthUploader", "HearthLocalAPI"]),
+        .target(name: "HearthControl", dependencies: ["HearthCore", "HearthUploader", "HearthCurl", "HearthLocalAPI"]),
         .testTarget(
             name: "HearthControlTests",
             dependencies: [
@@ -210,7 +218,7 @@ let package = Package(
         .executableTarget(
             name: "hearth-bench",
             dependencies: [
-                "HearthCore", "HearthDatasets", "CHearthBench", "HearthUploader", "HearthPrivacy",
+                "HearthCore", "HearthDatasets", "CHearthBench", "HearthUploader", "HearthCurl", "HearthPrivacy",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -223,7 +231,7 @@ let package = Package(
         ),
         .target(
             name: "HearthDemoRunner",
-            dependencies: ["HearthCore", "HearthDatasets", "HearthControl", "HearthLocalAPI", "HearthUploader", "HearthProcess"]
+            dependencies: ["HearthCore", "HearthDatasets", "HearthControl", "HearthLocalAPI", "HearthUploader", "HearthCurl", "HearthProcess"]
         ),
         // Child processes and a real `hearth-aggregator` on loopback (the demo, hearth-sim --over-http).
         .target(name: "HearthProcess"),
@@ -248,7 +256,7 @@ let package = Package(
             name: "HearthSimulation",
             dependencies: [
                 "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets",
-                "HearthAgent", "HearthConfig", "HearthUploader", "HearthLocalAPI", "HearthProcess",
+                "HearthAgent", "HearthConfig", "HearthUploader", "HearthCurl", "HearthLocalAPI", "HearthProcess",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -45,6 +45,7 @@ expect() { # listing, mode, path
 }
 expect "$work/agent.contents" -rwxr-xr-x usr/bin/hearth-agent
 expect "$work/agent.contents" -rwxr-xr-x usr/bin/hearthctl
+expect "$work/agent.contents" -rwxr-xr-x usr/lib/hearth/hearth-fetch
 expect "$work/agent.contents" -rw-r--r-- usr/lib/systemd/system/hearth-agent.service
 expect "$work/agent.contents" -rw-r--r-- usr/lib/systemd/system/hearth-agent.socket
 expect "$work/agent.contents" -rw-r--r-- usr/lib/sysusers.d/hearth-agent.conf
@@ -64,6 +65,11 @@ dpkg -x "$agent_deb" "$root"
 dpkg -x "$aggregator_deb" "$root"
 cmp "$bin_dir/hearth-agent" "$root/usr/bin/hearth-agent"
 cmp "$bin_dir/hearthctl" "$root/usr/bin/hearthctl"
+cmp "$bin_dir/hearth-fetch" "$root/usr/lib/hearth/hearth-fetch"
+# The helper refuses anything that is not a request frame (exit 2) without touching the network.
+if printf 'GET / HTTP/1.1\r\n\r\n' | "$root/usr/lib/hearth/hearth-fetch" 2>/dev/null; then
+    fail "the installed hearth-fetch accepted a malformed request frame"
+fi
 cmp "$bin_dir/hearth-aggregator" "$root/usr/bin/hearth-aggregator"
 "$root/usr/bin/hearth-agent" --check-config --config "$root/etc/hearth/agent.toml"
 "$root/usr/bin/hearth-agent" --check-config --config "$root/etc/hearth/agent.toml" \

@@ -10,6 +10,7 @@ cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 swift build --product hearth-demo >&2
 swift build --product hearth-agent >&2
+swift build --product hearth-fetch >&2   # the agent runs its aggregator exchanges in it
 swift build --product hearth-aggregator >&2
 demo=.build/debug/hearth-demo
 movielens="${HEARTH_DATASETS:-../shared/datasets}/movielens-small-dslabs/ratings.csv"

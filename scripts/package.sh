@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the Debian packages for a board (hearth-agent: the agent and hearthctl) and for the
+# Builds the Debian packages for a board (hearth-agent: the agent, its hearth-fetch helper and
+# hearthctl) and for the
 # server (hearth-aggregator), from binaries you name or from a release build. Every file's
 # place is in docs/operations.md ("What the packages install").
 #
@@ -8,15 +9,15 @@
 #   scripts/package.sh --bin-dir .build/debug --allow-toolchain-libraries   # CI's structural check
 #
 # Options:
-#   --bin-dir DIR        take hearth-agent, hearthctl and hearth-aggregator from DIR
-#   --agent/--ctl/--aggregator FILE   one binary each (override --bin-dir)
+#   --bin-dir DIR        take hearth-agent, hearth-fetch, hearthctl and hearth-aggregator from DIR
+#   --agent/--fetch/--ctl/--aggregator FILE   one binary each (override --bin-dir)
 #   --no-aggregator      build only the hearth-agent package
 #   --arch ARCH          Debian architecture (default: read from the agent's ELF header; every
 #                        binary must match it)
 #   --version VERSION    package version (default 0.1.0+git<commit time>.<commit>)
 #   --out DIR            where the .deb files and the trees go (default out/packages)
 #   --release            build the binaries first: scripts/build-agent-release.sh for the agent
-#                        (-Osize, --no-export-dynamic, stripped), hearthctl with the same flags,
+#                        and hearth-fetch (-Osize, --no-export-dynamic, stripped), hearthctl with the same flags,
 #                        hearth-aggregator with swift build -c release --static-swift-stdlib
 #                        (stripped)
 #   --scratch DIR        SwiftPM scratch path for --release (default .build)
@@ -37,6 +38,7 @@ die() { echo "package.sh: $*" >&2; exit 1; }
 
 bin_dir=""
 agent=""
+fetch=""
 ctl=""
 aggregator=""
 with_aggregator=1
@@ -51,6 +53,7 @@ while [ $# -gt 0 ]; do
     case "$1" in
         --bin-dir) bin_dir="$2"; shift 2 ;;
         --agent) agent="$2"; shift 2 ;;
+        --fetch) fetch="$2"; shift 2 ;;
         --ctl) ctl="$2"; shift 2 ;;
         --aggregator) aggregator="$2"; shift 2 ;;
         --no-aggregator) with_aggregator=0; shift ;;
@@ -72,9 +75,10 @@ mkdir -p "$out"
 out="$(cd "$out" && pwd)"
 
 if [ "$release" -eq 1 ]; then
-    [ -z "$bin_dir$agent$ctl$aggregator" ] || die "--release builds its own binaries; do not name any"
+    [ -z "$bin_dir$agent$fetch$ctl$aggregator" ] || die "--release builds its own binaries; do not name any"
     bin_dir="$out/bin"
     mkdir -p "$bin_dir"
+    # Also builds hearth-fetch, next to the agent.
     scripts/build-agent-release.sh "$bin_dir/hearth-agent" "$scratch"
     # hearthctl goes onto the board too: the agent's size flags (and so the agent's build cache).
     swift build --scratch-path "$scratch" -c release --static-swift-stdlib --product hearthctl \
@@ -87,11 +91,12 @@ if [ "$release" -eq 1 ]; then
 fi
 if [ -n "$bin_dir" ]; then
     agent="${agent:-$bin_dir/hearth-agent}"
+    fetch="${fetch:-$bin_dir/hearth-fetch}"
     ctl="${ctl:-$bin_dir/hearthctl}"
     aggregator="${aggregator:-$bin_dir/hearth-aggregator}"
 fi
-[ -n "$agent" ] && [ -n "$ctl" ] || die "name the binaries: --bin-dir DIR, or --agent FILE --ctl FILE (or --release)"
-binaries=("$agent" "$ctl")
+[ -n "$agent" ] && [ -n "$fetch" ] && [ -n "$ctl" ] || die "name the binaries: --bin-dir DIR, or --agent FILE --fetch FILE --ctl FILE (or --release)"
+binaries=("$agent" "$fetch" "$ctl")
 if [ "$with_aggregator" -eq 1 ]; then
     [ -n "$aggregator" ] || die "name --aggregator FILE, or pass --no-aggregator"
     binaries+=("$aggregator")
@@ -184,6 +189,9 @@ EOF
 tree="$out/tree/hearth-agent"
 rm -rf "$tree"
 install -D -m 0755 "$agent" "$tree/usr/bin/hearth-agent"
+# The agent's HTTP helper (libcurl lives there, not in the agent): found from the agent as
+# ../lib/hearth/hearth-fetch (docs/agent.md, "Processes").
+install -D -m 0755 "$fetch" "$tree/usr/lib/hearth/hearth-fetch"
 install -D -m 0755 "$ctl" "$tree/usr/bin/hearthctl"
 install -D -m 0644 systemd/hearth-agent.service "$tree/usr/lib/systemd/system/hearth-agent.service"
 install -D -m 0644 systemd/hearth-agent.socket "$tree/usr/lib/systemd/system/hearth-agent.socket"
@@ -194,7 +202,7 @@ chmod 0750 "$tree/etc/hearth"
 install -D -m 0644 docs/operations.md "$tree/usr/share/doc/hearth/operations.md"
 install -D -m 0644 docs/agent.md "$tree/usr/share/doc/hearth/agent.md"
 install -D -m 0644 docs/local-api.md "$tree/usr/share/doc/hearth/local-api.md"
-depends="$(depends_of "$agent" "$ctl")"
+depends="$(depends_of "$agent" "$fetch" "$ctl")"
 build_deb hearth-agent "Hearth on-device recommendation agent" \
     "${depends:+$depends, }systemd | systemd-sysusers" /etc/hearth/agent.toml <<'EOF'
  Private, on-device product recommendations: the agent serves a signed int8 model

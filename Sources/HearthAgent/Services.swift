@@ -253,12 +253,15 @@ public struct HealthService: Service {
     }
 }
 
-/// The libcurl client for the aggregator: the configured CA file and timeouts.
+/// The client for the aggregator: the configured CA file and timeouts; each request runs in a
+/// `hearth-fetch` process (`FetchHelperTransport`), so the agent never maps libcurl. The helper
+/// is `$HEARTH_FETCH_HELPER` when set, else next to the agent (or in `../lib/hearth/`).
 func aggregatorClient(_ configuration: AgentConfiguration) -> CurlClient {
     CurlClient(configuration: CurlClient.Configuration(
         caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
         connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
-        timeoutMilliseconds: configuration.timeoutMilliseconds))
+        timeoutMilliseconds: configuration.timeoutMilliseconds),
+        transport: FetchHelperTransport(helperPath: FetchHelperTransport.configuredHelperPath()))
 }
 
 /// The device credential (first line of `path`), or nil when unset or unreadable.

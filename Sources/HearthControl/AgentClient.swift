@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import HearthLocalAPI
+import HearthCurl
 import HearthUploader
 
 /// Where `hearthctl` finds the agent: `--socket`, else `$HEARTH_SOCKET`, else the default.

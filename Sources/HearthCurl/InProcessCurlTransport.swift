@@ -4,152 +4,23 @@ import Glibc
 import Darwin
 #endif
 import CHearthCurl
+import HearthHTTP
 
-/// A libcurl result code (`CURLcode`), with named constants for the ones Hearth reacts to and
-/// curl's own message (`curl_easy_strerror`).
-public struct CurlCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: Int
-
-    public init(rawValue: Int) { self.rawValue = rawValue }
-    init(_ code: CURLcode) { self.rawValue = Int(code.rawValue) }
-
-    public static let ok = CurlCode(CURLE_OK)
-    public static let unsupportedProtocol = CurlCode(CURLE_UNSUPPORTED_PROTOCOL)
-    public static let failedInit = CurlCode(CURLE_FAILED_INIT)
-    public static let urlMalformed = CurlCode(CURLE_URL_MALFORMAT)
-    public static let couldntResolveHost = CurlCode(CURLE_COULDNT_RESOLVE_HOST)
-    public static let couldntConnect = CurlCode(CURLE_COULDNT_CONNECT)
-    public static let partialFile = CurlCode(CURLE_PARTIAL_FILE)
-    public static let writeError = CurlCode(CURLE_WRITE_ERROR)
-    public static let operationTimedOut = CurlCode(CURLE_OPERATION_TIMEDOUT)
-    public static let sslConnectError = CurlCode(CURLE_SSL_CONNECT_ERROR)
-    public static let abortedByCallback = CurlCode(CURLE_ABORTED_BY_CALLBACK)
-    public static let gotNothing = CurlCode(CURLE_GOT_NOTHING)
-    public static let sendError = CurlCode(CURLE_SEND_ERROR)
-    public static let recvError = CurlCode(CURLE_RECV_ERROR)
-    public static let peerFailedVerification = CurlCode(CURLE_PEER_FAILED_VERIFICATION)
-    public static let sslCACertBadFile = CurlCode(CURLE_SSL_CACERT_BADFILE)
-    public static let fileSizeExceeded = CurlCode(CURLE_FILESIZE_EXCEEDED)
-
-    /// curl's description of the code.
-    public var message: String {
-        guard let text = curl_easy_strerror(CURLcode(rawValue: CURLcode.RawValue(truncatingIfNeeded: rawValue))) else {
-            return "curl error \(rawValue)"
-        }
-        return String(cString: text)
-    }
-
-    public var description: String { "\(message) (\(rawValue))" }
-}
-
-/// One HTTP header field.
-public struct HTTPField: Sendable, Hashable {
-    public var name: String
-    public var value: String
-    public init(_ name: String, _ value: String) {
-        self.name = name
-        self.value = value
-    }
-}
-
-/// An HTTP request for `CurlClient`.
-public struct HTTPRequest: Sendable {
-    /// The request method. `delete` sends no body (`CURLOPT_CUSTOMREQUEST`).
-    public enum Method: Sendable, Hashable { case get, post, delete }
-    /// Where the response body goes.
-    public enum BodyDestination: Sendable, Hashable {
-        /// Collected in `HTTPResponse.body`.
-        case memory
-        /// Written to this open file descriptor as it arrives (`HTTPResponse.body` stays empty).
-        case fileDescriptor(Int32)
-    }
-
-    public var method: Method
-    public var url: String
-    public var headers: [HTTPField]
-    /// The POST body (sent with `CURLOPT_POSTFIELDS` + `CURLOPT_POSTFIELDSIZE_LARGE`).
-    public var body: [UInt8]
-    /// Largest response body accepted; a larger one aborts the transfer (`responseTooLarge`).
-    public var maxResponseBytes: Int
-    /// Overrides the client's total timeout for this request.
-    public var timeoutMilliseconds: Int?
-    public var destination: BodyDestination
-
-    public init(method: Method, url: String, headers: [HTTPField] = [], body: [UInt8] = [],
-                maxResponseBytes: Int = 64 * 1024, timeoutMilliseconds: Int? = nil,
-                destination: BodyDestination = .memory) {
-        self.method = method
-        self.url = url
-        self.headers = headers
-        self.body = body
-        self.maxResponseBytes = maxResponseBytes
-        self.timeoutMilliseconds = timeoutMilliseconds
-        self.destination = destination
-    }
-}
-
-/// An HTTP response: status, the final response's headers, and the body (when kept in memory).
-public struct HTTPResponse: Sendable {
-    public var status: Int
-    public var headers: [HTTPField]
-    public var body: [UInt8]
-    /// Body bytes received (also when written to a file).
-    public var bodyByteCount: Int
-
-    /// The first header named `name` (case-insensitive ASCII), trimmed.
-    public func header(_ name: String) -> String? {
-        let wanted = asciiLowercased(name)
-        return headers.first { asciiLowercased($0.name) == wanted }?.value
-    }
-}
-
-func asciiLowercased(_ s: String) -> String {
-    String(decoding: s.utf8.map { $0 >= 0x41 && $0 <= 0x5A ? $0 + 0x20 : $0 }, as: UTF8.self)
-}
-
-/// A small typed wrapper over the libcurl easy API.
+/// Runs requests with libcurl in this process: one easy handle per request, `curl_global_init`
+/// once per process, each blocking `curl_easy_perform` on its own short-lived pthread (never on
+/// the Swift concurrency pool). Redirects are not followed; only http and https are allowed.
 ///
-/// One easy handle per request; `curl_global_init` runs once per process. Each blocking
-/// `curl_easy_perform` runs on its own short-lived pthread, never on the Swift concurrency pool,
-/// and is exposed as `async`. Redirects are not followed; only http and https are allowed.
-public struct CurlClient: Sendable {
-    public struct Configuration: Sendable, Hashable {
-        /// PEM file of CA certificates to verify the server with (`CURLOPT_CAINFO`); nil = system default.
-        public var caFile: String?
-        /// Connect timeout (`CURLOPT_CONNECTTIMEOUT_MS`).
-        public var connectTimeoutMilliseconds: Int
-        /// Total timeout of one transfer (`CURLOPT_TIMEOUT_MS`).
-        public var timeoutMilliseconds: Int
-        /// The `User-Agent` header.
-        public var userAgent: String
-        /// Connect to this Unix domain socket instead of the URL's host and port
-        /// (`CURLOPT_UNIX_SOCKET_PATH`); the URL's host is then only sent as `Host`. nil = TCP.
-        public var unixSocketPath: String?
-
-        public init(caFile: String? = nil, connectTimeoutMilliseconds: Int = 10_000,
-                    timeoutMilliseconds: Int = 60_000, userAgent: String = "hearth-agent",
-                    unixSocketPath: String? = nil) {
-            self.caFile = caFile
-            self.connectTimeoutMilliseconds = connectTimeoutMilliseconds
-            self.timeoutMilliseconds = timeoutMilliseconds
-            self.userAgent = userAgent
-            self.unixSocketPath = unixSocketPath
-        }
-    }
-
-    public let configuration: Configuration
-
-    public init(configuration: Configuration = Configuration()) {
-        self.configuration = configuration
-    }
+/// hearth-sim, hearthctl, the tools, the tests and the `hearth-fetch` helper use it; the agent
+/// runs its requests in `hearth-fetch` instead (`FetchHelperTransport`), so that it never maps
+/// libcurl and the TLS libraries it loads.
+public struct InProcessCurlTransport: HTTPTransport {
+    public init() {}
 
     /// Performs `request` on a dedicated thread. Throws `transport` (with the curl code),
     /// `responseTooLarge`, `fileSystem` (writing to the destination failed) or `invalidRequest`.
-    /// Any HTTP status is a successful transfer: the caller interprets it.
-    public func perform(_ request: HTTPRequest) async throws(UploaderError) -> HTTPResponse {
-        let configuration = self.configuration
+    public func perform(_ request: HTTPRequest, configuration: CurlClient.Configuration) async throws(UploaderError) -> HTTPResponse {
         let result: Result<HTTPResponse, UploaderError> = await runOnDedicatedThread {
-            CurlClient.performBlocking(request, configuration)
+            InProcessCurlTransport.performBlocking(request, configuration)
         }
         return try result.get()
     }
@@ -158,7 +29,8 @@ public struct CurlClient: Sendable {
 
     private static let globalInit: CURLcode = curl_global_init(Int(CURL_GLOBAL_DEFAULT))
 
-    static func performBlocking(_ request: HTTPRequest, _ configuration: Configuration) -> Result<HTTPResponse, UploaderError> {
+    /// Performs `request` on the calling thread (which it blocks for the whole transfer).
+    public static func performBlocking(_ request: HTTPRequest, _ configuration: CurlClient.Configuration) -> Result<HTTPResponse, UploaderError> {
         guard globalInit == CURLE_OK else { return .failure(.transport(CurlCode(globalInit))) }
         guard !request.url.isEmpty else { return .failure(.invalidRequest("empty URL")) }
         guard let handle = curl_easy_init() else { return .failure(.transport(.failedInit)) }
@@ -321,38 +193,13 @@ private func trimmedString(_ bytes: Slice<UnsafeRawBufferPointer>) -> String {
     return String(decoding: bytes[start ..< end], as: UTF8.self)
 }
 
-// MARK: - Dedicated threads
-
-private final class ThreadJob: @unchecked Sendable {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
+extension CurlClient {
+    /// A client running its requests with libcurl in this process (`InProcessCurlTransport`).
+    public init(configuration: Configuration = Configuration()) {
+        self.init(configuration: configuration, transport: InProcessCurlTransport())
+    }
 }
 
-/// Runs blocking `body` on a new detached pthread and resumes with its result, so blocking
-/// libcurl calls never occupy a thread of the Swift concurrency pool.
-func runOnDedicatedThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (continuation: CheckedContinuation<T, Never>) in
-        let job = ThreadJob { continuation.resume(returning: body()) }
-        let unmanaged = Unmanaged.passRetained(job)
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t? = nil
-        #endif
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            Unmanaged<ThreadJob>.fromOpaque(argument).takeRetainedValue().run()
-            return nil
-        }, unmanaged.toOpaque())
-        if rc == 0 {
-            #if canImport(Glibc)
-            pthread_detach(thread)
-            #else
-            if let thread { pthread_detach(thread) }
-            #endif
-        } else {
-            // No thread available: run inline rather than fail the transfer.
-            unmanaged.takeRetainedValue().run()
-        }
-    }
+extension CurlCode {
+    init(_ code: CURLcode) { self.init(rawValue: Int(code.rawValue)) }
 }

@@ -8,6 +8,7 @@ import HearthCore
 import HearthDatasets
 import HearthLocalAPI
 import HearthProcess
+import HearthCurl
 import HearthUploader
 
 /// The end-to-end demo: one `hearth-aggregator` and a few `hearth-agent`s on loopback, fed

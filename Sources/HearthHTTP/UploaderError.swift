@@ -14,6 +14,7 @@ public struct UploaderError: Error, Hashable, Sendable {
         case badSignature
         case corruptModel
         case invalidConfiguration
+        case helperFailed
     }
 
     private let code: Code
@@ -53,6 +54,11 @@ public struct UploaderError: Error, Hashable, Sendable {
     public static func corruptModel(_ message: String) -> UploaderError { UploaderError(.corruptModel, message) }
     /// A configuration value (public key, URL, directory) is unusable.
     public static func invalidConfiguration(_ message: String) -> UploaderError { UploaderError(.invalidConfiguration, message) }
+
+    /// The `hearth-fetch` helper process could not run the exchange: missing or not executable,
+    /// killed, still running past the request's timeout, or its output broke the framing
+    /// (docs/formats.md). Worth retrying later, like `transport`.
+    public static func helperFailed(_ message: String) -> UploaderError { UploaderError(.helperFailed, message) }
 
     /// Errors compare by kind, not message.
     public static func == (lhs: UploaderError, rhs: UploaderError) -> Bool { lhs.code == rhs.code }

@@ -11,6 +11,7 @@ import HearthDatasets
 import HearthLocalAPI
 import HearthPrivacy
 import HearthProcess
+import HearthCurl
 import HearthUploader
 import Logging
 

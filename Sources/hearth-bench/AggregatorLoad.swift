@@ -8,6 +8,7 @@ import CHearthBench
 import HearthCore
 import HearthDatasets
 import HearthPrivacy
+import HearthCurl
 import HearthUploader
 
 /// Aggregator load (issue 5): a real `hearth-aggregator serve` on loopback, a fleet enrolled with

@@ -5,6 +5,7 @@ import HearthCore
 import HearthLocalAPI
 import HearthPrivacy
 import HearthTestSupport
+import HearthCurl
 import HearthUploader
 import Testing
 

@@ -1,3 +1,4 @@
+import HearthCurl
 import HearthPrivacy
 import Logging
 import Synchronization
