@@ -11,7 +11,11 @@
 ///   needed (a deterministic function of the data), so an attempt keeps only one bit per
 ///   coordinate (rounded up or not) until the exact integer norm check ‖k‖₂² ≤ ⌊Δ²⌋ passes;
 /// - summing (session unit): each contribution is folded into an `Int32` total as soon as it is
-///   rounded (|Σ| ≤ k·Δ ≤ 2^(b−1) − 1 by the grid's choice of scale, so it fits);
+///   rounded (|Σ| ≤ k·Δ ≤ 2^(b−1) − 1 by the grid's choice of scale, so it fits). The total is
+///   kept in blocks of `SparseTotal.blockLength` coordinates, allocated when a non-zero value
+///   first lands in them: a session's update from a training overlay is zero outside the rows it
+///   touched (and zero rounds to zero), so the sum of a few sessions holds a few blocks, not d
+///   integers;
 /// - noise and saturation: added coordinate by coordinate while the result is handed to the
 ///   caller (for example straight into an `UpdateEnvelopeWriter`).
 ///
@@ -26,7 +30,7 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
     /// (behind a closure, so any `UpdateCoordinates` source can be kept without a copy).
     private var single: (@Sendable (_ body: (Int64) -> Void) -> Void)?
     /// Session unit: the integer sum of the rounded contributions.
-    private var total: [Int32] = []
+    private var total = SparseTotal(count: 0)
 
     /// An empty accumulator. Throws `modeNotSupported` for secure aggregation.
     public init(privatizer: UpdatePrivatizer) throws(PrivacyError) {
@@ -61,12 +65,11 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
         case .device:
             single = { body in rounded.forEachValue(body) }
         case .session:
-            if total.isEmpty { total = [Int32](repeating: 0, count: privatizer.grid.dimension) }
+            if total.count == 0 { total = SparseTotal(count: privatizer.grid.dimension) }
             var index = 0
             var failed = false
             rounded.forEachValue { value in
-                let sum = Int64(total[index]) + value
-                if let exact = Int32(exactly: sum) { total[index] = exact } else { failed = true }
+                if value != 0, !total.add(value, at: index) { failed = true }
                 index += 1
             }
             if failed { throw .valueOutOfRange }
@@ -113,13 +116,59 @@ public struct UpdateAccumulator<F: BinaryFloatingPoint & Sendable>: Sendable {
             }
             if let failure { throw failure }
         } else {
-            for sum in total { try output(Int64(sum), &rng) }
+            try total.forEachValue { (sum) throws(PrivacyError) in try output(Int64(sum), &rng) }
         }
         let local = privatizer.configuration.mode == .local
         return Summary(contributions: contributions, saturatedCoordinates: saturated,
                        deviceNoiseNumerator: local ? privatizer.noise.varianceNumerator : nil,
                        deviceNoiseDenominator: local ? privatizer.noise.varianceDenominator : nil,
                        scale: grid.scale)
+    }
+}
+
+/// An `Int32` sum over d coordinates stored in fixed-size blocks, each allocated when a non-zero
+/// value first lands in it; an unallocated block reads as zeros.
+///
+/// At most d integers plus one array reference per block (the dense layout plus 1/32): the
+/// saving comes from updates that are zero outside a few rows, which is what device training
+/// produces.
+struct SparseTotal: Sendable {
+    /// Coordinates per block: 256 (1 KiB), four rows of a 64-wide embedding table.
+    static let blockLength = 256
+    /// Number of coordinates.
+    let count: Int
+    /// Block b holds coordinates b·blockLength ..< min((b+1)·blockLength, count), or is empty.
+    private var blocks: [[Int32]]
+
+    init(count: Int) {
+        self.count = count
+        blocks = [[Int32]](repeating: [], count: (count + Self.blockLength - 1) / Self.blockLength)
+    }
+
+    /// Adds `value` to coordinate `index`; false (and nothing changed) when the sum leaves `Int32`.
+    mutating func add(_ value: Int64, at index: Int) -> Bool {
+        let block = index / Self.blockLength
+        let offset = index - block * Self.blockLength
+        if blocks[block].isEmpty {
+            blocks[block] = [Int32](repeating: 0, count: min(Self.blockLength, count - block * Self.blockLength))
+        }
+        guard let sum = Int32(exactly: Int64(blocks[block][offset]) + value) else { return false }
+        blocks[block][offset] = sum
+        return true
+    }
+
+    /// Number of blocks allocated (for tests and memory figures).
+    var allocatedBlocks: Int { blocks.reduce(0) { $0 + ($1.isEmpty ? 0 : 1) } }
+
+    /// Calls `body` with every coordinate's sum, in order.
+    func forEachValue<E: Error>(_ body: (Int32) throws(E) -> Void) throws(E) {
+        for (b, block) in blocks.enumerated() {
+            if block.isEmpty {
+                for _ in 0 ..< min(Self.blockLength, count - b * Self.blockLength) { try body(0) }
+            } else {
+                for v in block { try body(v) }
+            }
+        }
     }
 }
 

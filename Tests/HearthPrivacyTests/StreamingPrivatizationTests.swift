@@ -107,6 +107,63 @@ struct StreamingPrivatizationTests {
         #expect(throws: PrivacyError.tooManySessions) { try accumulator.add([sessions[0]], using: &rng) }
     }
 
+    @Test("session unit with sparse sessions: same as privatize, and only the touched blocks are allocated",
+          arguments: [UpdateMode.local, .central])
+    func sparseSessionsMatchReference(mode: UpdateMode) throws {
+        var data = SeededGenerator(seed: 31)
+        // Not a multiple of the block length; sessions touch the first, a middle and the short last block.
+        let d = SparseTotal.blockLength * 40 + 77
+        var sessions: [SparseUpdate] = []
+        for k in 0 ..< 4 {
+            var nonZero: [Int: Float] = [:]
+            for _ in 0 ..< 30 { nonZero[Int(uniform(&data) * 64)] = Float((uniform(&data) * 2 - 1) * 2) }
+            let middle = SparseTotal.blockLength * (7 + k % 2)
+            for i in middle ..< middle + 64 { nonZero[i] = Float((uniform(&data) * 2 - 1) * 0.5) }
+            for i in d - 10 ..< d { nonZero[i] = Float(k + 1) * 0.25 }
+            sessions.append(SparseUpdate(count: d, nonZero: nonZero))
+        }
+        let dense = sessions.map { s in (0 ..< d).map { s.nonZero[$0] ?? 0 } }
+        let p = try UpdatePrivatizer(configuration: PrivacyConfiguration(
+            clipNorm: 0.8, noiseMultiplier: 1.2, bitWidth: 16, mode: mode, unit: .session, maxSessionsPerUpdate: 4), dimension: d)
+        var rng = SeededGenerator(seed: 5)
+        let reference = try p.privatize(sessions: dense, using: &rng)
+        rng = SeededGenerator(seed: 5)
+        var accumulator = try UpdateAccumulator<Float>(privatizer: p)
+        for s in sessions { try accumulator.add(coordinates: s, using: &rng) }
+        var values: [Int64] = []
+        let summary = try accumulator.finish(using: &rng) { (v: Int64) throws(PrivacyError) in values.append(v) }
+        #expect(values == reference.values)
+        #expect(summary.contributions == 4)
+        #expect(summary.saturatedCoordinates == reference.saturatedCoordinates)
+    }
+
+    @Test("the blocked total: adds, reads zeros where nothing landed, refuses Int32 overflow")
+    func sparseTotal() {
+        let d = SparseTotal.blockLength * 3 + 5
+        var total = SparseTotal(count: d)
+        #expect(total.allocatedBlocks == 0)
+        var added = total.add(7, at: 1)
+        #expect(added)
+        added = total.add(-3, at: d - 1)
+        #expect(added)
+        added = total.add(-4, at: d - 1)
+        #expect(added)
+        #expect(total.allocatedBlocks == 2)
+        var read: [Int32] = []
+        total.forEachValue { read.append($0) }
+        var expected = [Int32](repeating: 0, count: d)
+        expected[1] = 7
+        expected[d - 1] = -7
+        #expect(read == expected)
+        added = total.add(Int64(Int32.max) - 7, at: 1)
+        #expect(added)
+        added = total.add(1, at: 1)
+        #expect(!added)
+        read = []
+        total.forEachValue { read.append($0) }
+        #expect(read[1] == Int32.max)
+    }
+
     @Test("without noise the streamed update is clipped and rounded within the sensitivity")
     func sensitivityBound() throws {
         var data = SeededGenerator(seed: 3)
