@@ -66,37 +66,6 @@ public struct GlobalParameters: Sendable, Equatable {
         return out
     }
 
-    /// Subtracts `other` in place (`self = self − other`, same shapes required): turns trained
-    /// parameters into the update without a second full-size buffer. Same values as `difference`.
-    public mutating func subtract(_ other: GlobalParameters) {
-        precondition(itemCount == other.itemCount && dimension == other.dimension, "parameter shapes differ")
-        embeddings.withUnsafeMutableBufferPointer { target in
-            other.embeddings.withUnsafeBufferPointer { source in
-                for i in target.indices { target[i] -= source[i] }
-            }
-        }
-        bias.withUnsafeMutableBufferPointer { target in
-            other.bias.withUnsafeBufferPointer { source in
-                for i in target.indices { target[i] -= source[i] }
-            }
-        }
-    }
-
-    /// Overwrites every value with `other`'s, reusing this storage (same shapes required).
-    public mutating func assign(from other: GlobalParameters) {
-        precondition(itemCount == other.itemCount && dimension == other.dimension, "parameter shapes differ")
-        embeddings.withUnsafeMutableBufferPointer { target in
-            other.embeddings.withUnsafeBufferPointer { source in
-                for i in target.indices { target[i] = source[i] }
-            }
-        }
-        bias.withUnsafeMutableBufferPointer { target in
-            other.bias.withUnsafeBufferPointer { source in
-                for i in target.indices { target[i] = source[i] }
-            }
-        }
-    }
-
     /// Parameters from a flat vector laid out as `flattened()`.
     public init(flattened values: [Float], itemCount: Int, dimension: Int) throws(CoreError) {
         guard values.count == itemCount * dimension + itemCount else {

@@ -262,22 +262,26 @@ extension ModelFile {
 
     /// Reads little-endian float32 values (`raw.count` is a multiple of 4), all finite.
     static func readFloats(_ raw: UnsafeRawBufferPointer, name: String, rowWidth: Int) throws(CoreError) -> [Float] {
-        let count = raw.count / 4
-        var values = [Float](repeating: 0, count: count)
-        for i in 0 ..< count {
-            let value = Float(bitPattern: readU32(raw, 4 * i))
-            guard value.isFinite else {
-                throw .corruptFile("model file \(name) section holds a non-finite value in row \(i / rowWidth)")
-            }
-            values[i] = value
-        }
+        var values = [Float](repeating: 0, count: raw.count / 4)
+        try forEachFloat(raw, name: name, rowWidth: rowWidth) { i, value in values[i] = value }
         return values
     }
 
     /// Checks that every little-endian float32 value is finite, without keeping them.
     static func checkFloats(_ raw: UnsafeRawBufferPointer, name: String, rowWidth: Int) throws(CoreError) {
-        for i in 0 ..< raw.count / 4 where !Float(bitPattern: readU32(raw, 4 * i)).isFinite {
-            throw .corruptFile("model file \(name) section holds a non-finite value in row \(i / rowWidth)")
+        try forEachFloat(raw, name: name, rowWidth: rowWidth) { _, _ in }
+    }
+
+    /// Calls `body` with each little-endian float32 value and its index, refusing a non-finite one.
+    @inline(__always)
+    private static func forEachFloat(_ raw: UnsafeRawBufferPointer, name: String, rowWidth: Int,
+                                     _ body: (Int, Float) -> Void) throws(CoreError) {
+        for i in 0 ..< raw.count / 4 {
+            let value = Float(bitPattern: readU32(raw, 4 * i))
+            guard value.isFinite else {
+                throw .corruptFile("model file \(name) section holds a non-finite value in row \(i / rowWidth)")
+            }
+            body(i, value)
         }
     }
 
