@@ -26,7 +26,7 @@ struct HearthAggregatorCommand: AsyncParsableCommand {
 /// Options every subcommand takes.
 struct ConfigOptions: ParsableArguments {
     @Option(name: .long, help: "The TOML configuration file.")
-    var config: String = "/etc/hearth/aggregator.toml"
+    var config: String = "/etc/hearth-aggregator/aggregator.toml"
 
     @Option(name: .customLong("set"), help: "Override a setting: section.key=value (repeatable).")
     var overrides: [String] = []
