@@ -107,7 +107,7 @@ struct StreamingPrivatizationTests {
         #expect(throws: PrivacyError.tooManySessions) { try accumulator.add([sessions[0]], using: &rng) }
     }
 
-    @Test("session unit with sparse sessions: same as privatize, and only the touched blocks are allocated",
+    @Test("session unit with sparse sessions over an awkward dimension: same values and draws as privatize",
           arguments: [UpdateMode.local, .central])
     func sparseSessionsMatchReference(mode: UpdateMode) throws {
         var data = SeededGenerator(seed: 31)
