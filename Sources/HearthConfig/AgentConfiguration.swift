@@ -59,6 +59,16 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var connectTimeoutMilliseconds = 5_000
     public var timeoutMilliseconds = 30_000
 
+    /// `[api]`: bounds on the local API's clients (`LocalAPILimits`, docs/local-api.md).
+    /// A request must arrive completely within this many milliseconds of its first byte.
+    public var apiRequestTimeoutMilliseconds = 10_000
+    /// A kept-alive connection with no request in progress is closed after this many milliseconds.
+    public var apiIdleTimeoutMilliseconds = 30_000
+    /// Most simultaneous connections; the next one is answered 503 and closed.
+    public var apiMaxConnections = 128
+    /// Largest request body in bytes (413 above it).
+    public var apiMaxBodyBytes = 1 << 20
+
     public init() {}
 
     /// Reads a TOML document, then applies `overrides` (`section.key=value`, TOML values).
@@ -99,6 +109,10 @@ public struct AgentConfiguration: Sendable, Equatable {
                     "upload.aggregator_url", "must be https:// (plain http only to loopback), got '\(aggregatorURL)'")
         try require((100 ... 120_000).contains(connectTimeoutMilliseconds), "upload.connect_timeout_ms", "must be in 100...120000, got \(connectTimeoutMilliseconds)")
         try require((100 ... 600_000).contains(timeoutMilliseconds), "upload.timeout_ms", "must be in 100...600000, got \(timeoutMilliseconds)")
+        try require((100 ... 600_000).contains(apiRequestTimeoutMilliseconds), "api.request_timeout_ms", "must be in 100...600000, got \(apiRequestTimeoutMilliseconds)")
+        try require((100 ... 3_600_000).contains(apiIdleTimeoutMilliseconds), "api.idle_timeout_ms", "must be in 100...3600000, got \(apiIdleTimeoutMilliseconds)")
+        try require((1 ... 65_536).contains(apiMaxConnections), "api.max_connections", "must be in 1...65536, got \(apiMaxConnections)")
+        try require((1024 ... (64 << 20)).contains(apiMaxBodyBytes), "api.max_body_bytes", "must be in 1024...67108864, got \(apiMaxBodyBytes)")
     }
 }
 
@@ -169,6 +183,7 @@ private struct Reader {
             "training": ["window", "max_load", "require_mains_power", "min_new_events", "max_seconds", "epochs", "learning_rate"],
             "privacy": ["mode", "unit", "clip_norm", "noise_multiplier", "bit_width", "delta", "epsilon_budget"],
             "upload": ["aggregator_url", "ca_file", "credential_file", "model_public_key", "connect_timeout_ms", "timeout_ms"],
+            "api": ["request_timeout_ms", "idle_timeout_ms", "max_connections", "max_body_bytes"],
         ])
         try toml.string("agent", "state_directory", &config.stateDirectory)
         try toml.string("agent", "socket", &config.socketPath)
@@ -201,5 +216,9 @@ private struct Reader {
         try toml.string("upload", "model_public_key", &config.modelPublicKey)
         try toml.integer("upload", "connect_timeout_ms", &config.connectTimeoutMilliseconds)
         try toml.integer("upload", "timeout_ms", &config.timeoutMilliseconds)
+        try toml.integer("api", "request_timeout_ms", &config.apiRequestTimeoutMilliseconds)
+        try toml.integer("api", "idle_timeout_ms", &config.apiIdleTimeoutMilliseconds)
+        try toml.integer("api", "max_connections", &config.apiMaxConnections)
+        try toml.integer("api", "max_body_bytes", &config.apiMaxBodyBytes)
     }
 }

@@ -63,7 +63,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
             return  // closing; drop everything
         case .idle:
             phase = .receiving(headBytes: buffer.readableBytes, headDone: false)
-            armTimer(context: context, milliseconds: limits.requestTimeoutMilliseconds, reason: "request not received in time")
+            armTimer(context: context, milliseconds: limits.requestTimeoutMilliseconds, reason: "request not received in time",
+                     answerTimeout: true)
         case .receiving(let headBytes, let headDone):
             if !headDone {
                 // Checked before adding this read, so a head and body arriving in one read pass.
@@ -93,7 +94,8 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         case (.headReceived, _):
             // A pipelined request whose bytes arrived while the previous one was processed.
             phase = .receiving(headBytes: 0, headDone: true)
-            armTimer(context: context, milliseconds: limits.requestTimeoutMilliseconds, reason: "request not received in time")
+            armTimer(context: context, milliseconds: limits.requestTimeoutMilliseconds, reason: "request not received in time",
+                     answerTimeout: true)
         case (.requestReceived, _):
             phase = .processing
             cancelTimer()  // the backend may take its time; the client is waiting, not us
@@ -119,11 +121,19 @@ final class ConnectionGuardHandler: ChannelDuplexHandler, RemovableChannelHandle
         }
     }
 
-    private func armTimer(context: ChannelHandlerContext, milliseconds: Int64, reason: String) {
+    /// Closes the connection after `milliseconds` unless re-armed or cancelled first. With
+    /// `answerTimeout`, a client whose request is still arriving is told so with a 408 first.
+    private func armTimer(context: ChannelHandlerContext, milliseconds: Int64, reason: String, answerTimeout: Bool = false) {
         cancelTimer()
         let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        let handler = NIOLoopBound(self, eventLoop: context.eventLoop)
         let logger = self.logger
         timer = context.eventLoop.scheduleTask(in: .milliseconds(milliseconds)) {
+            if answerTimeout, case .receiving = handler.value.phase {
+                handler.value.reject(context: loopBound.value, status: "408 Request Timeout",
+                                     message: "request not received within \(milliseconds) ms")
+                return
+            }
             logger.notice("closing connection", metadata: ["reason": "\(reason)"])
             loopBound.value.close(promise: nil)
         }
@@ -165,11 +175,26 @@ final class HTTPRequestChannelHandler: ChannelInboundHandler, RemovableChannelHa
         switch unwrapInboundIn(data) {
         case .head(let head):
             context.triggerUserOutboundEvent(ConnectionPhase.headReceived, promise: nil)
+            if head.uri.utf8.count > limits.maxHeaderBytes {
+                state = .discarding
+                respond(context: context, version: head.version, keepAlive: false,
+                        response: LocalAPIResponse(error: LocalAPIError(status: 414, message: "request target longer than \(limits.maxHeaderBytes) bytes")))
+                return
+            }
             let headSize = head.uri.utf8.count + head.headers.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 4 }
             if headSize > limits.maxHeaderBytes {
                 state = .discarding
                 respond(context: context, version: head.version, keepAlive: false,
                         response: LocalAPIResponse(error: LocalAPIError(status: 431, message: "request head larger than \(limits.maxHeaderBytes) bytes")))
+                return
+            }
+            // A body-carrying method must say how long its body is (or stream it chunked);
+            // otherwise HTTP/1.1 reads it as empty and the body's bytes as the next request.
+            if head.method == .POST || head.method == .PUT || head.method == .PATCH,
+               !head.headers.contains(name: "content-length"), !head.headers.contains(name: "transfer-encoding") {
+                state = .discarding
+                respond(context: context, version: head.version, keepAlive: false,
+                        response: LocalAPIResponse(error: LocalAPIError(status: 411, message: "\(head.method.rawValue) needs a Content-Length or a chunked body")))
                 return
             }
             if let length = head.headers.first(name: "content-length").flatMap({ Int($0) }), length > limits.maxBodyBytes {
@@ -263,4 +288,56 @@ final class RefuseConnectionHandler: ChannelInboundHandler, RemovableChannelHand
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}
+
+/// Answers a request NIO's HTTP decoder cannot parse (bad request line, header syntax, a
+/// conflicting `Content-Length`, a head over the decoder's limits) with a JSON error and closes
+/// the connection: 431 for an oversized head, 400 otherwise. Replaces NIO's
+/// `HTTPServerProtocolErrorHandler`, whose 400 has an empty body.
+final class ProtocolErrorHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let logger: Logger
+    private var responseInProgress = false
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        guard let parserError = error as? HTTPParserError else {
+            context.fireErrorCaught(error)
+            return
+        }
+        // The decoder closes the connection right after this returns; answer only if no
+        // response has started on it.
+        if !responseInProgress {
+            let status: HTTPResponseStatus = parserError == .headerOverflow ? .requestHeaderFieldsTooLarge : .badRequest
+            let message = parserError == .headerOverflow ? "request head too large" : "malformed HTTP request (\(parserError))"
+            logger.notice("rejecting request", metadata: ["reason": "\(message)"])
+            let bytes = JSONValue.object(["error": .string(message)]).serializedBytes() + [UInt8(ascii: "\n")]
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "application/json")
+            headers.add(name: "Content-Length", value: String(bytes.count))
+            headers.add(name: "Cache-Control", value: "no-store")
+            headers.add(name: "Connection", value: "close")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+            context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: bytes)))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        }
+        context.fireErrorCaught(error)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .head(let head) where head.status.code < 200: break  // informational (1xx): more follows
+        case .head: responseInProgress = true
+        case .body: break
+        case .end: responseInProgress = false
+        }
+        context.write(data, promise: promise)
+    }
 }

@@ -195,11 +195,12 @@ public final class LocalAPIServer: Service, Sendable {
                     try sync.configureHTTPServerPipeline(
                         withPipeliningAssistance: true,
                         withServerUpgrade: nil,
-                        withErrorHandling: true,
+                        withErrorHandling: false,
                         withOutboundHeaderValidation: true,
                         withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
                         withDecoderLimitConfiguration: decoderLimits
                     )
+                    try sync.addHandler(ProtocolErrorHandler(logger: logger))
                     try sync.addHandler(HTTPRequestChannelHandler(requestHandler: requestHandler, logger: logger))
                 }
             }

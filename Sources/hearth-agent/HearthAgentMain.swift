@@ -104,7 +104,12 @@ struct HearthAgentCommand: AsyncParsableCommand {
             listener = .unixSocket(path: configuration.socketPath, mode: 0o660, group: group)
             logger.info("listening", metadata: ["socket": "\(configuration.socketPath)"])
         }
-        let server = LocalAPIServer(configuration: LocalAPIConfiguration(listener: listener), backend: runtime,
+        var apiLimits = LocalAPILimits()
+        apiLimits.requestTimeoutMilliseconds = Int64(configuration.apiRequestTimeoutMilliseconds)
+        apiLimits.idleTimeoutMilliseconds = Int64(configuration.apiIdleTimeoutMilliseconds)
+        apiLimits.maxConnections = configuration.apiMaxConnections
+        apiLimits.maxBodyBytes = configuration.apiMaxBodyBytes
+        let server = LocalAPIServer(configuration: LocalAPIConfiguration(listener: listener, limits: apiLimits), backend: runtime,
                                     logger: Logger(label: "hearth.agent.api"))
         let services: [any Service] = [
             server,
