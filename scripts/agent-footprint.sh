@@ -7,7 +7,8 @@
 # Starts the agent on a temporary state directory with an ITEMS x DIM model, reads VmRSS and
 # VmHWM from /proc after 3 s idle, posts EVENTS events (batches of 100) so that one round
 # trains (UNIT: device or session), waits for the round to queue its update, and reads VmHWM
-# again (the high-water mark is reset after the idle reading). Prints one line per figure, in kB
+# again (the high-water mark is reset after the idle reading). SMAPS=1 adds the idle resident
+# memory per mapping (/proc/PID/smaps). Prints one line per figure, in kB
 # as the kernel reports them. Set GLIBC_TUNABLES as systemd/hearth-agent.service does to measure
 # the shipped configuration. WAIT_SECONDS (default 120) bounds the wait for the round.
 set -euo pipefail
@@ -38,6 +39,11 @@ for _ in $(seq 100); do [ -S "$dir/a.sock" ] && break; sleep 0.1; done
 sleep 3
 grep -E "VmRSS|VmHWM" "/proc/$pid/status" | sed 's/^/idle /'
 grep -E "RssAnon|RssFile" "/proc/$pid/status" | sed 's/^/idle /'
+# SMAPS=1: the idle resident memory per mapped file (binary, each shared library, [anon], ...).
+if [ -n "${SMAPS:-}" ]; then
+    awk '/^[0-9a-f]+-[0-9a-f]+ / { path = (NF >= 6 ? $6 : "[anon]") } /^Rss:/ { rss[path] += $2 }
+         END { for (p in rss) printf "idle-smaps %8d kB %s\n", rss[p], p }' "/proc/$pid/smaps" | sort -k2,2nr
+fi
 # Reset the high-water mark (clear_refs 5), so that the next VmHWM is the round's own peak
 # and not the start-up peak (decoding the model file).
 echo 5 >"/proc/$pid/clear_refs"

@@ -24,8 +24,11 @@ public enum FetchFraming {
     public static let maxResponseLimit = 1024 * 1024 * 1024
     /// Largest response body carried inline (`.memory` destination).
     public static let maxInlineBodyBytes = 16 * 1024 * 1024
-    /// Largest request frame: the fields before the body, then the body.
-    public static let maxRequestFrameBytes = 1024 * 1024 + maxRequestBodyBytes
+    /// Largest head of a request frame (the fields before the body's bytes): 64 header fields
+    /// and four strings of the largest size fit.
+    public static let maxRequestHeadBytes = 2 * 1024 * 1024
+    /// Largest request frame: the head, then the body.
+    public static let maxRequestFrameBytes = maxRequestHeadBytes + maxRequestBodyBytes
     /// Largest response frame: 64 KiB of headers (what the transfer keeps), the inline body, the rest.
     public static let maxResponseFrameBytes = 64 * 1024 + 8 * 1024 + maxInlineBodyBytes
     /// Longest timeout a request may carry (one hour).
@@ -95,52 +98,101 @@ public enum FetchFraming {
     /// `bodyFileDescriptor` (the helper's descriptor 3). Throws `invalidRequest` naming what is wrong.
     public static func decodeRequest(_ bytes: [UInt8]) throws(UploaderError) -> (HTTPRequest, CurlClient.Configuration) {
         guard bytes.count <= maxRequestFrameBytes else { throw .invalidRequest("request frame larger than \(maxRequestFrameBytes) bytes") }
+        guard let lengths = try requestHeadLength(bytes) else {
+            throw .invalidRequest("fetch request frame: truncated before the body")
+        }
+        return try decodeRequest(head: Array(bytes[0 ..< lengths.head]), body: Array(bytes[lengths.head...]))
+    }
+
+    /// Once `prefix` holds a request frame's whole head (every field before the body's bytes):
+    /// the head's length and the body's; nil while more bytes are needed. Lets the helper read
+    /// the body straight into a buffer of its exact size. Throws `invalidRequest` for a head
+    /// that is already wrong.
+    public static func requestHeadLength(_ prefix: [UInt8]) throws(UploaderError) -> (head: Int, body: Int)? {
+        var input = FrameReader(prefix)
+        do throws(FrameReader.Failure) {
+            let head = try readRequestHead(&input)
+            return (input.offset, head.bodyLength)
+        } catch {
+            if error.truncated { return nil }
+            throw .invalidRequest("fetch request frame: \(error.message)")
+        }
+    }
+
+    /// Decodes a request frame given as its head (`requestHeadLength`) and its body.
+    public static func decodeRequest(head bytes: [UInt8], body: [UInt8]) throws(UploaderError) -> (HTTPRequest, CurlClient.Configuration) {
         var input = FrameReader(bytes)
         do throws(FrameReader.Failure) {
-            guard try input.bytes(4) == requestMagic else { throw FrameReader.Failure("bad magic (not a request frame)") }
-            let method: HTTPRequest.Method
-            switch try input.u8() {
-            case 0: method = .get
-            case 1: method = .post
-            case 2: method = .delete
-            case let other: throw FrameReader.Failure("unknown method \(other)")
+            let head = try readRequestHead(&input)
+            guard input.isAtEnd else { throw FrameReader.Failure("\(input.remaining) bytes after the head") }
+            guard body.count <= head.bodyLength else { throw FrameReader.Failure("\(body.count - head.bodyLength) bytes after the request") }
+            guard body.count == head.bodyLength else {
+                throw FrameReader.Failure("truncated: \(head.bodyLength) body bytes announced, \(body.count) sent", truncated: true)
             }
-            let destination: HTTPRequest.BodyDestination
-            switch try input.u8() {
-            case 0: destination = .memory
-            case 1: destination = .fileDescriptor(bodyFileDescriptor)
-            case let other: throw FrameReader.Failure("unknown body destination \(other)")
-            }
-            let connectTimeout = Int(try input.u32())
-            let timeout = Int(try input.u32())
-            guard (1 ... maxTimeoutMilliseconds).contains(connectTimeout), (1 ... maxTimeoutMilliseconds).contains(timeout) else {
-                throw FrameReader.Failure("timeout outside 1...\(maxTimeoutMilliseconds) ms")
-            }
-            let maxResponse = try input.u64()
-            let inlineLimit = destination == .memory ? maxInlineBodyBytes : maxResponseLimit
-            guard maxResponse <= UInt64(inlineLimit) else { throw FrameReader.Failure("response limit \(maxResponse) above \(inlineLimit)") }
-            let url = try input.string()
-            let userAgent = try input.string()
-            let caFile = try input.optionalString()
-            let unixSocketPath = try input.optionalString()
-            let headerCount = Int(try input.u16())
-            guard headerCount <= maxRequestHeaders else { throw FrameReader.Failure("\(headerCount) header fields; at most \(maxRequestHeaders)") }
-            var headers: [HTTPField] = []
-            for _ in 0 ..< headerCount { headers.append(HTTPField(try input.string(), try input.string())) }
-            let bodyLength = try input.u64()
-            guard bodyLength <= UInt64(maxRequestBodyBytes) else { throw FrameReader.Failure("body of \(bodyLength) bytes; at most \(maxRequestBodyBytes)") }
-            guard method == .post || bodyLength == 0 else { throw FrameReader.Failure("a body on a request that is not a POST") }
-            let body = try input.bytes(Int(bodyLength))
-            guard input.isAtEnd else { throw FrameReader.Failure("\(input.remaining) bytes after the request") }
-            let request = HTTPRequest(method: method, url: url, headers: headers, body: body,
-                                      maxResponseBytes: Int(maxResponse), timeoutMilliseconds: timeout, destination: destination)
-            let configuration = CurlClient.Configuration(caFile: caFile, connectTimeoutMilliseconds: connectTimeout,
-                                                         timeoutMilliseconds: timeout, userAgent: userAgent,
-                                                         unixSocketPath: unixSocketPath)
+            let request = HTTPRequest(method: head.method, url: head.url, headers: head.headers, body: body,
+                                      maxResponseBytes: head.maxResponseBytes, timeoutMilliseconds: head.timeout,
+                                      destination: head.destination)
+            let configuration = CurlClient.Configuration(caFile: head.caFile, connectTimeoutMilliseconds: head.connectTimeout,
+                                                         timeoutMilliseconds: head.timeout, userAgent: head.userAgent,
+                                                         unixSocketPath: head.unixSocketPath)
             return (request, configuration)
         } catch {
             throw .invalidRequest("fetch request frame: \(error.message)")
         }
+    }
+
+    /// A request frame's fields before the body.
+    private struct RequestHead {
+        var method: HTTPRequest.Method
+        var destination: HTTPRequest.BodyDestination
+        var connectTimeout: Int
+        var timeout: Int
+        var maxResponseBytes: Int
+        var url: String
+        var userAgent: String
+        var caFile: String?
+        var unixSocketPath: String?
+        var headers: [HTTPField]
+        var bodyLength: Int
+    }
+
+    private static func readRequestHead(_ input: inout FrameReader) throws(FrameReader.Failure) -> RequestHead {
+        guard try input.bytes(4) == requestMagic else { throw FrameReader.Failure("bad magic (not a request frame)") }
+        let method: HTTPRequest.Method
+        switch try input.u8() {
+        case 0: method = .get
+        case 1: method = .post
+        case 2: method = .delete
+        case let other: throw FrameReader.Failure("unknown method \(other)")
+        }
+        let destination: HTTPRequest.BodyDestination
+        switch try input.u8() {
+        case 0: destination = .memory
+        case 1: destination = .fileDescriptor(bodyFileDescriptor)
+        case let other: throw FrameReader.Failure("unknown body destination \(other)")
+        }
+        let connectTimeout = Int(try input.u32())
+        let timeout = Int(try input.u32())
+        guard (1 ... maxTimeoutMilliseconds).contains(connectTimeout), (1 ... maxTimeoutMilliseconds).contains(timeout) else {
+            throw FrameReader.Failure("timeout outside 1...\(maxTimeoutMilliseconds) ms")
+        }
+        let maxResponse = try input.u64()
+        let responseLimit = destination == .memory ? maxInlineBodyBytes : maxResponseLimit
+        guard maxResponse <= UInt64(responseLimit) else { throw FrameReader.Failure("response limit \(maxResponse) above \(responseLimit)") }
+        let url = try input.string()
+        let userAgent = try input.string()
+        let caFile = try input.optionalString()
+        let unixSocketPath = try input.optionalString()
+        let headerCount = Int(try input.u16())
+        guard headerCount <= maxRequestHeaders else { throw FrameReader.Failure("\(headerCount) header fields; at most \(maxRequestHeaders)") }
+        var headers: [HTTPField] = []
+        for _ in 0 ..< headerCount { headers.append(HTTPField(try input.string(), try input.string())) }
+        let bodyLength = try input.u64()
+        guard bodyLength <= UInt64(maxRequestBodyBytes) else { throw FrameReader.Failure("body of \(bodyLength) bytes; at most \(maxRequestBodyBytes)") }
+        guard method == .post || bodyLength == 0 else { throw FrameReader.Failure("a body on a request that is not a POST") }
+        return RequestHead(method: method, destination: destination, connectTimeout: connectTimeout, timeout: timeout,
+                           maxResponseBytes: Int(maxResponse), url: url, userAgent: userAgent, caFile: caFile,
+                           unixSocketPath: unixSocketPath, headers: headers, bodyLength: Int(bodyLength))
     }
 
     // MARK: - Response
@@ -272,11 +324,16 @@ struct FrameWriter {
 struct FrameReader {
     struct Failure: Error {
         let message: String
-        init(_ message: String) { self.message = message }
+        /// The input ended before the field did (more bytes may complete it).
+        let truncated: Bool
+        init(_ message: String, truncated: Bool = false) {
+            self.message = message
+            self.truncated = truncated
+        }
     }
 
     private let input: [UInt8]
-    private var offset = 0
+    private(set) var offset = 0
 
     init(_ input: [UInt8]) { self.input = input }
 
@@ -284,7 +341,7 @@ struct FrameReader {
     var isAtEnd: Bool { offset == input.count }
 
     mutating func bytes(_ count: Int) throws(Failure) -> [UInt8] {
-        guard count >= 0, count <= remaining else { throw Failure("truncated: \(count) bytes wanted, \(remaining) left") }
+        guard count >= 0, count <= remaining else { throw Failure("truncated: \(count) bytes wanted, \(remaining) left", truncated: true) }
         defer { offset += count }
         return Array(input[offset ..< offset + count])
     }

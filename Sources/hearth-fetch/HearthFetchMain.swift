@@ -24,13 +24,10 @@ enum HearthFetchMain {
         if !arguments.isEmpty {
             fail("takes no arguments; it reads a request frame on standard input (docs/formats.md)", status: 64)
         }
-        guard let input = readStandardInput(limit: FetchFraming.maxRequestFrameBytes) else {
-            fail("request frame larger than \(FetchFraming.maxRequestFrameBytes) bytes, or standard input unreadable", status: 2)
-        }
         let request: HTTPRequest
         let configuration: CurlClient.Configuration
         do throws(UploaderError) {
-            (request, configuration) = try FetchFraming.decodeRequest(input)
+            (request, configuration) = try readRequest()
         } catch {
             fail(error.message, status: 2)
         }
@@ -46,19 +43,41 @@ enum HearthFetchMain {
         exit(status)
     }
 
-    /// All of standard input, or nil past `limit` bytes or on a read error.
-    static func readStandardInput(limit: Int) -> [UInt8]? {
-        var bytes: [UInt8] = []
+    /// Reads the request frame on standard input: the head until `FetchFraming.requestHeadLength`
+    /// knows the body's length, then the body straight into a buffer of that size (a 13 MB update
+    /// is held once), then end of file (anything more is refused).
+    static func readRequest() throws(UploaderError) -> (HTTPRequest, CurlClient.Configuration) {
+        var head: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 64 * 1024)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, $0.count) }
-            if n < 0 {
-                if errno == EINTR { continue }
-                return nil
+        var lengths: (head: Int, body: Int)?
+        while lengths == nil {
+            let n = try readChunk(&chunk, upTo: chunk.count)
+            guard n > 0 else { throw .invalidRequest("standard input ended inside the request head") }
+            head.append(contentsOf: chunk[0 ..< n])
+            lengths = try FetchFraming.requestHeadLength(head)
+            guard lengths != nil || head.count <= FetchFraming.maxRequestHeadBytes else {
+                throw .invalidRequest("request head longer than \(FetchFraming.maxRequestHeadBytes) bytes")
             }
-            if n == 0 { return bytes }
-            guard bytes.count + n <= limit else { return nil }
-            bytes.append(contentsOf: chunk[0 ..< n])
+        }
+        guard let lengths else { throw .invalidRequest("no request head") }
+        var body: [UInt8] = []
+        body.reserveCapacity(lengths.body)
+        body.append(contentsOf: head[lengths.head...].prefix(lengths.body + 1))
+        head.removeSubrange(lengths.head...)
+        while body.count <= lengths.body {
+            let n = try readChunk(&chunk, upTo: min(chunk.count, lengths.body + 1 - body.count))
+            if n == 0 { break }
+            body.append(contentsOf: chunk[0 ..< n])
+        }
+        return try FetchFraming.decodeRequest(head: head, body: body)
+    }
+
+    /// One `read` from standard input into `chunk` (at most `limit` bytes); 0 at end of file.
+    static func readChunk(_ chunk: inout [UInt8], upTo limit: Int) throws(UploaderError) -> Int {
+        while true {
+            let n = chunk.withUnsafeMutableBytes { read(0, $0.baseAddress, min(limit, $0.count)) }
+            if n >= 0 { return n }
+            if errno != EINTR { throw .invalidRequest("reading standard input: \(String(cString: strerror(errno)))") }
         }
     }
 

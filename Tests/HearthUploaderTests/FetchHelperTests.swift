@@ -74,6 +74,22 @@ struct FetchFramingTests {
         #expect(throws: UploaderError.invalidRequest("")) { _ = try FetchFraming.decodeRequest(wrongMagic) }
     }
 
+    @Test("the head's length is known exactly when the head is complete; the body must match it")
+    func headThenBody() throws {
+        let request = Self.sampleRequest()
+        let head = try FetchFraming.encodeRequestHead(request, configuration: Self.configuration)
+        for length in 0 ..< head.count {
+            #expect(try FetchFraming.requestHeadLength(Array(head[0 ..< length])) == nil, "prefix \(length)")
+        }
+        let lengths = try #require(try FetchFraming.requestHeadLength(head + request.body.prefix(10)))
+        #expect(lengths.head == head.count && lengths.body == request.body.count)
+        let (decoded, _) = try FetchFraming.decodeRequest(head: head, body: request.body)
+        #expect(decoded.body == request.body && decoded.url == request.url)
+        #expect(throws: UploaderError.invalidRequest("")) { _ = try FetchFraming.decodeRequest(head: head, body: request.body.dropLast()) }
+        #expect(throws: UploaderError.invalidRequest("")) { _ = try FetchFraming.decodeRequest(head: head, body: request.body + [0]) }
+        #expect(throws: UploaderError.invalidRequest("")) { _ = try FetchFraming.requestHeadLength(Array("POST / HTTP/1.1\r\n".utf8)) }
+    }
+
     @Test("out-of-range fields are refused on both sides")
     func requestLimits() throws {
         let configuration = Self.configuration
