@@ -150,6 +150,7 @@ public final class AggregatorStore {
     /// The device a credential hash belongs to, and whether it is revoked.
     public func device(tokenHash: [UInt8]) throws(StoreError) -> (name: String, revoked: Bool)? {
         let s = try connection.prepare("SELECT name, revoked_ms FROM devices WHERE token_hash = ?")
+        defer { s.reset() }  // a statement left on a row keeps its read snapshot (see `update(key:)`)
         try s.bind(1, blob: tokenHash)
         guard try s.step() else { return nil }
         return (s.text(0), !s.isNull(1))
@@ -174,6 +175,10 @@ public final class AggregatorStore {
     /// The device and model version an idempotency key was first accepted with, if any.
     public func update(key: [UInt8]) throws(StoreError) -> (device: String, modelVersion: UInt64)? {
         let s = try connection.prepare("SELECT device, model_version FROM updates WHERE idempotency_key = ?")
+        // Reset once read: a cached statement left on a row holds its WAL read snapshot, and after
+        // another process writes (`hearth-aggregator devices revoke` while serving) the next
+        // BEGIN IMMEDIATE on this connection fails with SQLITE_BUSY_SNAPSHOT: no upload could be stored.
+        defer { s.reset() }
         try s.bind(1, blob: key)
         guard try s.step() else { return nil }
         return (s.text(0), UInt64(bitPattern: s.int64(1)))
@@ -182,6 +187,7 @@ public final class AggregatorStore {
     /// Whether `device` already has an update waiting for the next publication.
     public func hasPendingUpdate(device: String) throws(StoreError) -> Bool {
         let s = try connection.prepare("SELECT 1 FROM updates WHERE device = ? AND published_in IS NULL LIMIT 1")
+        defer { s.reset() }
         try s.bind(1, device)
         return try s.step()
     }
@@ -278,6 +284,7 @@ public final class AggregatorStore {
     /// A version's model file, signature and optimiser state.
     public func versionContents(_ version: UInt64) throws(StoreError) -> (model: [UInt8], signature: [UInt8], optimizer: [UInt8]?)? {
         let s = try connection.prepare("SELECT model, signature, optimizer FROM versions WHERE version = ?")
+        defer { s.reset() }
         try s.bind(1, Int64(bitPattern: version))
         guard try s.step() else { return nil }
         return (s.blob(0), s.blob(1), s.isNull(2) ? nil : s.blob(2))
@@ -304,6 +311,7 @@ public final class AggregatorStore {
 
     private func state(_ key: String) throws(StoreError) -> Int64? {
         let s = try connection.prepare("SELECT value FROM state WHERE key = ?")
+        defer { s.reset() }
         try s.bind(1, key)
         guard try s.step() else { return nil }
         return s.int64(0)
