@@ -247,6 +247,9 @@ struct FaultTests {
         let aggregator = try FaultyAggregator()
         defer { aggregator.stop() }
         aggregator.mode = .error500
+        // The refused upload's retry is set 5 s ahead (Retry-After), so it is still pending when
+        // the clock jumps: without the shift it would wait a day and five seconds.
+        aggregator.retryAfterSeconds = 5
         let agent = try FaultAgent(aggregator: aggregator)
         defer { agent.remove() }
         let offsetFile = agent.directory + "/clock-offset"
@@ -259,6 +262,7 @@ struct FaultTests {
         // One day back: the retry time written before the jump is a day ahead of the clock now.
         try writeFile(offsetFile, Array("-86400000\n".utf8))
         try await waitUntil("clock_backwards raised", agent) { agent.conditions(try agent.status()).contains("clock_backwards") }
+        #expect(aggregator.attempts == 1, "no retry before the jump")
         #expect(try agent.post(session: "s-2", count: 4).status == 200)
         #expect(try agent.recommendationCount(session: "s-2") == 5)
         aggregator.mode = .ok
@@ -589,6 +593,7 @@ final class FaultyAggregator: @unchecked Sendable {
         var attemptKeys: [String] = []
         var model: (body: [UInt8], signature: String)?
         var listener: Int32 = -1
+        var retryAfterSeconds: Int?
     }
 
     private let shared = Mutex(State())
@@ -610,6 +615,12 @@ final class FaultyAggregator: @unchecked Sendable {
     /// The idempotency key of every upload attempt received.
     var attemptKeys: [String] { shared.withLock { $0.attemptKeys } }
     var attempts: Int { shared.withLock { $0.attemptKeys.count } }
+
+    /// The `Retry-After` (seconds) sent with the 500 answers, if any.
+    var retryAfterSeconds: Int? {
+        get { shared.withLock { $0.retryAfterSeconds } }
+        set { shared.withLock { $0.retryAfterSeconds = newValue } }
+    }
 
     func publish(model: [UInt8], signature: String) {
         shared.withLock { $0.model = (model, signature) }
@@ -716,6 +727,7 @@ final class FaultyAggregator: @unchecked Sendable {
             case nil:
                 status = 500
                 body = Array(#"{"error": "injected failure"}"#.utf8)
+                if let seconds = retryAfterSeconds { extra = "Retry-After: \(seconds)\r\n" }
             case true?:
                 status = 200
                 extra = "Idempotent-Replayed: true\r\n"
