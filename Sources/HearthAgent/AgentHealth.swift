@@ -163,7 +163,9 @@ enum AggregatorExchange: Sendable, Equatable {
             self = (500 ..< 600).contains(status) || status == 408 || status == 429 ? .serverError(status: status) : .answered
         } else if error.curlCode == .operationTimedOut {
             self = .timedOut(error.message)
-        } else if error.curlCode != nil {
+        } else if error.curlCode != nil || error == .helperFailed("") {
+            // A hearth-fetch helper that could not run the exchange (missing, killed, hanging,
+            // garbled output): nothing reached the aggregator.
             self = .unreachable(error.message)
         } else {
             // Not a network failure (a file, a signature, a model): the aggregator answered.
