@@ -255,13 +255,14 @@ public struct HealthService: Service {
 
 /// The client for the aggregator: the configured CA file and timeouts; each request runs in a
 /// `hearth-fetch` process (`FetchHelperTransport`), so the agent never maps libcurl. The helper
-/// is `$HEARTH_FETCH_HELPER` when set, else next to the agent (or in `../lib/hearth/`).
+/// is `upload.fetch_helper`, else `$HEARTH_FETCH_HELPER`, else next to the agent (or in `../lib/hearth/`).
 func aggregatorClient(_ configuration: AgentConfiguration) -> CurlClient {
-    CurlClient(configuration: CurlClient.Configuration(
+    let helper = configuration.fetchHelper.isEmpty ? FetchHelperTransport.configuredHelperPath() : configuration.fetchHelper
+    return CurlClient(configuration: CurlClient.Configuration(
         caFile: configuration.caFile.isEmpty ? nil : configuration.caFile,
         connectTimeoutMilliseconds: configuration.connectTimeoutMilliseconds,
         timeoutMilliseconds: configuration.timeoutMilliseconds),
-        transport: FetchHelperTransport(helperPath: FetchHelperTransport.configuredHelperPath()))
+        transport: FetchHelperTransport(helperPath: helper))
 }
 
 /// The device credential (first line of `path`), or nil when unset or unreadable.

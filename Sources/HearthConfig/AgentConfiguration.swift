@@ -58,6 +58,9 @@ public struct AgentConfiguration: Sendable, Equatable {
     public var modelPublicKey = ""
     public var connectTimeoutMilliseconds = 5_000
     public var timeoutMilliseconds = 30_000
+    /// The `hearth-fetch` helper that runs each exchange with the aggregator (docs/agent.md,
+    /// "Processes"); empty = `$HEARTH_FETCH_HELPER`, else next to the agent, else `../lib/hearth/`.
+    public var fetchHelper = ""
 
     /// `[api]`: bounds on the local API's clients (`LocalAPILimits`, docs/local-api.md).
     /// A request must arrive completely within this many milliseconds of its first byte.
@@ -109,6 +112,7 @@ public struct AgentConfiguration: Sendable, Equatable {
                     "upload.aggregator_url", "must be https:// (plain http only to loopback), got '\(aggregatorURL)'")
         try require((100 ... 120_000).contains(connectTimeoutMilliseconds), "upload.connect_timeout_ms", "must be in 100...120000, got \(connectTimeoutMilliseconds)")
         try require((100 ... 600_000).contains(timeoutMilliseconds), "upload.timeout_ms", "must be in 100...600000, got \(timeoutMilliseconds)")
+        try require(fetchHelper.isEmpty || fetchHelper.hasPrefix("/"), "upload.fetch_helper", "must be an absolute path, got '\(fetchHelper)'")
         try require((100 ... 600_000).contains(apiRequestTimeoutMilliseconds), "api.request_timeout_ms", "must be in 100...600000, got \(apiRequestTimeoutMilliseconds)")
         try require((100 ... 3_600_000).contains(apiIdleTimeoutMilliseconds), "api.idle_timeout_ms", "must be in 100...3600000, got \(apiIdleTimeoutMilliseconds)")
         try require((1 ... 65_536).contains(apiMaxConnections), "api.max_connections", "must be in 1...65536, got \(apiMaxConnections)")
@@ -182,7 +186,7 @@ private struct Reader {
             "store": ["max_event_age_days", "max_events", "max_database_mb"],
             "training": ["window", "max_load", "require_mains_power", "min_new_events", "max_seconds", "epochs", "learning_rate"],
             "privacy": ["mode", "unit", "clip_norm", "noise_multiplier", "bit_width", "delta", "epsilon_budget"],
-            "upload": ["aggregator_url", "ca_file", "credential_file", "model_public_key", "connect_timeout_ms", "timeout_ms"],
+            "upload": ["aggregator_url", "ca_file", "credential_file", "model_public_key", "connect_timeout_ms", "timeout_ms", "fetch_helper"],
             "api": ["request_timeout_ms", "idle_timeout_ms", "max_connections", "max_body_bytes"],
         ])
         try toml.string("agent", "state_directory", &config.stateDirectory)
@@ -216,6 +220,7 @@ private struct Reader {
         try toml.string("upload", "model_public_key", &config.modelPublicKey)
         try toml.integer("upload", "connect_timeout_ms", &config.connectTimeoutMilliseconds)
         try toml.integer("upload", "timeout_ms", &config.timeoutMilliseconds)
+        try toml.string("upload", "fetch_helper", &config.fetchHelper)
         try toml.integer("api", "request_timeout_ms", &config.apiRequestTimeoutMilliseconds)
         try toml.integer("api", "idle_timeout_ms", &config.apiIdleTimeoutMilliseconds)
         try toml.integer("api", "max_connections", &config.apiMaxConnections)
