@@ -97,6 +97,19 @@ public struct IntegerGrid: Sendable, Hashable {
         try self.init(scale: low, clipNorm: clipNorm, dimension: dimension, bitWidth: bitWidth, roundingBeta: roundingBeta)
     }
 
+    /// The 64-bit coin threshold ⌊φ·2^64⌋ of a fractional part φ = y − ⌊y⌋ computed in double.
+    ///
+    /// For a tiny negative y (−2^-54 < y < 0, e.g. a denormal training delta) the subtraction
+    /// y − (−1) rounds φ to exactly 1, and 2^64 does not fit a UInt64: the conversion trapped
+    /// and took the agent down in a training round. φ = 1 gives the largest threshold instead
+    /// (the coordinate rounds up, to 0, with probability 1 − 2^-64).
+    @inline(__always)
+    static func threshold(fraction: Double) -> UInt64 {
+        if fraction <= 0 { return 0 }
+        if fraction >= 1 { return UInt64.max }
+        return UInt64(fraction * 0x1p64)
+    }
+
     /// Δ² for scale s: min(c² + d/4 + √(2 ln(1/β))(c + √d/2), (c + √d)²) with c = C·s.
     public static func sensitivitySquared(scale: Double, clipNorm: Double, dimension: Int, beta: Double) -> Double {
         let c = clipNorm * scale
@@ -125,7 +138,7 @@ public struct IntegerGrid: Sendable, Hashable {
             let f = y.rounded(.down)
             let fraction = y - f  // exact for |y| < 2^52
             floors[i] = Int64(f)
-            thresholds[i] = fraction <= 0 ? 0 : UInt64(fraction * 0x1p64)
+            thresholds[i] = IntegerGrid.threshold(fraction: fraction)
         }
         var out = [Int64](repeating: 0, count: dimension)
         for _ in 0..<maxAttempts {

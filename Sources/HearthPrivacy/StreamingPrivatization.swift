@@ -250,7 +250,7 @@ struct RoundedContribution<Source: UpdateCoordinates>: Sendable {
         let y = gridValue(x, factor: factor, scale: scale)
         let f = y.rounded(.down)
         let fraction = y - f  // exact for |y| < 2^52
-        return (Int64(f), fraction <= 0 ? 0 : UInt64(fraction * 0x1p64))
+        return (Int64(f), IntegerGrid.threshold(fraction: fraction))
     }
 }
 
