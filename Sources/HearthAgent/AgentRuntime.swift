@@ -357,10 +357,13 @@ public actor AgentRuntime: LocalAPIBackend {
         guard generation == erasures else { return .skipped("the data was erased during the round") }
 
         do throws(StoreError) {
+            // One transaction: a kill between separate writes left the update queued with its
+            // events unmarked, and the restarted agent trained them into a second update.
             try store.appendLedgerEntry(entry, enqueueing: trained.payload, idempotencyKey: trained.key,
-                                        modelVersion: model.version, createdAt: now)
-            try store.putFloats(LocalStateKey.deviceEmbedding, trained.local, now: now)
-            try store.putUInt64(AgentRuntime.lastTrainedSequenceKey, UInt64(lastSequence), now: now)
+                                        modelVersion: model.version, createdAt: now, state: [
+                                            (LocalStateKey.deviceEmbedding, DeviceStore.stateBytes(trained.local)),
+                                            (AgentRuntime.lastTrainedSequenceKey, DeviceStore.stateBytes(UInt64(lastSequence))),
+                                        ])
         } catch {
             noteStoreFailure(error)
             throw .training("cannot record the round: \(error.message)")

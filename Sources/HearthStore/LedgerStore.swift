@@ -18,6 +18,19 @@ extension DeviceStore {
         }
     }
 
+    /// Records a round in ONE transaction: its ledger entry, its queued upload and the local
+    /// state the round leaves (`state`, written with `updated_ms = createdAt`: the last trained
+    /// event sequence, the device embedding). A crash keeps all of it or none, so the events
+    /// of a queued update are never trained into a second one after a restart.
+    public func appendLedgerEntry(_ entry: LedgerEntry, enqueueing payload: [UInt8], idempotencyKey: String,
+                                  modelVersion: UInt64, createdAt: Int64, state: [(key: String, value: [UInt8])]) throws(StoreError) {
+        try connection.transaction { () throws(StoreError) in
+            try insertLedger(entry)
+            try insertOutbox(payload: payload, idempotencyKey: idempotencyKey, modelVersion: modelVersion, createdAt: createdAt)
+            for item in state { try insertState(item.key, item.value, now: createdAt) }
+        }
+    }
+
     /// All ledger entries, oldest first: feed them to `PrivacyLedger(delta:epsilonBudget:entries:)`.
     public func ledgerEntries() throws(StoreError) -> [LedgerEntry] {
         try connection.ledgerEntries()

@@ -9,15 +9,34 @@ public enum LocalStateKey {
 extension DeviceStore {
     /// Stores `value` under `key` (replacing it), durable when it returns.
     public func putState(_ key: String, _ value: [UInt8], now: Int64? = nil) throws(StoreError) {
+        try connection.transaction { () throws(StoreError) in try insertState(key, value, now: now) }
+    }
+
+    /// `putState` inside the caller's transaction.
+    func insertState(_ key: String, _ value: [UInt8], now: Int64?) throws(StoreError) {
         let length = key.utf8.count
         guard (1 ... 256).contains(length) else { throw .invalidArgument("local state key: \(length) bytes, 1 to 256 allowed") }
-        try connection.transaction { () throws(StoreError) in
-            let statement = try connection.prepare("INSERT OR REPLACE INTO local_state (key, value, updated_ms) VALUES (?, ?, ?)")
-            try statement.bind(1, key)
-            try statement.bind(2, blob: value)
-            try statement.bind(3, now)
-            try statement.run()
+        let statement = try connection.prepare("INSERT OR REPLACE INTO local_state (key, value, updated_ms) VALUES (?, ?, ?)")
+        try statement.bind(1, key)
+        try statement.bind(2, blob: value)
+        try statement.bind(3, now)
+        try statement.run()
+    }
+
+    /// Floats as `putFloats` stores them: little-endian float32 bytes.
+    public static func stateBytes(_ values: [Float]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(values.count * 4)
+        for value in values {
+            let bits = value.bitPattern.littleEndian
+            withUnsafeBytes(of: bits) { bytes.append(contentsOf: $0) }
         }
+        return bytes
+    }
+
+    /// A UInt64 as `putUInt64` stores it: 8 little-endian bytes.
+    public static func stateBytes(_ value: UInt64) -> [UInt8] {
+        (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }
     }
 
     /// The bytes under `key`, or nil.
@@ -42,13 +61,7 @@ extension DeviceStore {
 
     /// Stores floats as little-endian float32 bytes (the device embedding).
     public func putFloats(_ key: String, _ values: [Float], now: Int64? = nil) throws(StoreError) {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(values.count * 4)
-        for value in values {
-            let bits = value.bitPattern.littleEndian
-            withUnsafeBytes(of: bits) { bytes.append(contentsOf: $0) }
-        }
-        try putState(key, bytes, now: now)
+        try putState(key, DeviceStore.stateBytes(values), now: now)
     }
 
     /// Reads little-endian float32 values; `.corrupt` when the length is not a multiple of 4.
@@ -68,7 +81,7 @@ extension DeviceStore {
 
     /// Stores a little-endian UInt64 (e.g. the model version).
     public func putUInt64(_ key: String, _ value: UInt64, now: Int64? = nil) throws(StoreError) {
-        try putState(key, (0 ..< 8).map { UInt8(truncatingIfNeeded: value >> (8 * UInt64($0))) }, now: now)
+        try putState(key, DeviceStore.stateBytes(value), now: now)
     }
 
     /// Reads a little-endian UInt64; `.corrupt` when it is not 8 bytes.
