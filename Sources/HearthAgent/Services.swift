@@ -314,6 +314,12 @@ public struct ModelRefreshService: Service {
             fetcher = try ModelFetcher(baseURL: configuration.aggregatorURL, directory: runtime.modelDirectory,
                                        publicKey: key, client: client, logger: logger)
             fetcher.keepsFloatMaster = false  // the agent serves and trains from the int8 table
+            // A kill during a download leaves its temporary file behind; this service is the
+            // directory's only fetcher, and no fetch has started yet.
+            let abandoned = fetcher.removeAbandonedDownloads()
+            if abandoned > 0 {
+                logger.notice("removed unfinished model downloads of an earlier run", metadata: ["files": "\(abandoned)"])
+            }
         } catch {
             logger.error("model refresh off", metadata: ["error": "\(error)"])
             return await idleUntilShutdown()

@@ -163,8 +163,28 @@ public struct ModelFetcher: Sendable {
 
     // MARK: - Files
 
+    /// Name prefix of the temporary file a download streams into.
+    public static let temporaryPrefix = ".model-download-"
+
+    /// Removes the temporary downloads a process killed mid-fetch left in the model directory
+    /// (`.model-download-*`: each as large as a model; nothing else removes them). Call it
+    /// before the first fetch, while no fetch into the directory runs. Returns how many.
+    @discardableResult
+    public func removeAbandonedDownloads() -> Int {
+        guard let listing = opendir(directory) else { return 0 }
+        var names: [String] = []
+        while let entry = readdir(listing) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { raw in
+                String(decoding: raw.prefix { $0 != 0 }, as: UTF8.self)
+            }
+            if name.hasPrefix(ModelFetcher.temporaryPrefix) { names.append(name) }
+        }
+        closedir(listing)
+        return names.filter { unlink(directory + "/" + $0) == 0 }.count
+    }
+
     private func makeTemporaryFile() throws(UploaderError) -> (fd: Int32, path: String) {
-        var template = Array((directory + "/.model-download-XXXXXX").utf8CString)
+        var template = Array((directory + "/" + ModelFetcher.temporaryPrefix + "XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { buffer -> Int32 in
             guard let base = buffer.baseAddress else { return -1 }
             return mkstemp(base)
