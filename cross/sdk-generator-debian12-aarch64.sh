@@ -14,7 +14,7 @@
 #       swift-sdk-generator make-linux-sdk from the checkout DIR, installs the bundle.
 #   cross/sdk-generator-debian12-aarch64.sh build [--out DIR] [--scratch DIR]
 #       the release binaries (static Swift stdlib, -Osize, --no-export-dynamic, stripped):
-#       DIR/hearth-agent, DIR/hearthctl (default out/aarch64-debian12).
+#       DIR/hearth-agent, DIR/hearth-fetch, DIR/hearthctl (default out/aarch64-debian12).
 #   cross/sdk-generator-debian12-aarch64.sh package [--out DIR] [--scratch DIR]
 #       build, then the arm64 hearth-agent .deb (scripts/package.sh --no-aggregator).
 set -euo pipefail
@@ -114,7 +114,7 @@ build() {
     local strip_tool
     strip_tool="$(command -v aarch64-linux-gnu-strip || command -v llvm-strip || true)"
     mkdir -p "$out"
-    for product in hearth-agent hearthctl; do
+    for product in hearth-agent hearth-fetch hearthctl; do
         swift build --swift-sdk "$sdk_id" --static-swift-stdlib -c release \
             --scratch-path "$scratch" --product "$product" \
             -Xswiftc -Osize -Xlinker --no-export-dynamic
@@ -146,7 +146,7 @@ case "$command" in
             esac
         done
         build "${args[@]}"
-        scripts/package.sh --agent "$out/hearth-agent" --ctl "$out/hearthctl" --no-aggregator --out "$out/packages"
+        scripts/package.sh --agent "$out/hearth-agent" --fetch "$out/hearth-fetch" --ctl "$out/hearthctl" --no-aggregator --out "$out/packages"
         ;;
     -h|--help|"") usage ;;
     *) die "unknown command $command (generate, build, package; --help)" ;;

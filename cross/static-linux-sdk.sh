@@ -18,7 +18,7 @@
 #
 #   cross/static-linux-sdk.sh install                  # swift sdk install <url> --checksum <sha256>
 #   cross/static-linux-sdk.sh deps --sqlite-zip FILE   # SQLite for musl + the two .pc files
-#   cross/static-linux-sdk.sh build [--out DIR]        # out/aarch64-musl/{hearth-agent,hearthctl}
+#   cross/static-linux-sdk.sh build [--out DIR]        # out/aarch64-musl/{hearth-agent,hearth-fetch,hearthctl}
 #
 # Checksums to fill in (this script refuses to use a placeholder):
 #   STATIC_SDK_CHECKSUM   the sha256 swift.org publishes next to the Static Linux SDK 6.3.1 download
@@ -146,7 +146,7 @@ build() {
     export PKG_CONFIG_LIBDIR="$PKG_CONFIG_PATH"
     unset PKG_CONFIG_SYSROOT_DIR
     mkdir -p "$out"
-    for product in hearth-agent hearthctl; do
+    for product in hearth-agent hearth-fetch hearthctl; do
         # The SDK's toolset already passes -static-executable -static-stdlib.
         swift build --swift-sdk "$triple" -c release --scratch-path "$scratch" --product "$product" \
             -Xswiftc -Osize
