@@ -482,6 +482,8 @@ extension CrashConsistencyTests {
             var replayed = 0
             var unanswered = 0
             var refusals: [String: Int] = [:]
+            /// Every upload made, by lower-case key.
+            var sent: [String: [UInt8]] = [:]
         }
 
         let name: String
@@ -516,6 +518,7 @@ extension CrashConsistencyTests {
                         continue
                     }
                     upload = try? crashTestEnvelope(version: UInt64(version), dimension: dimension, rng: &rng)
+                    if let made = upload { record.withLock { $0.sent[made.key.lowercased()] = made.bytes } }
                 }
                 guard let current = upload else { continue }
                 inFlight.store(true, ordering: .releasing)
@@ -694,6 +697,42 @@ extension CrashConsistencyTests {
         let pending = try store.count("SELECT count(*) FROM updates WHERE published_in IS NULL")
         let folded = try store.count("SELECT coalesce(sum(updates), 0) FROM versions WHERE origin = 'fedbuff'")
         let versions = try store.count("SELECT count(*) FROM versions")
+        // Every published version is the fold of exactly the updates marked for it, recomputed
+        // from the bytes the devices sent (buffers rebuilt at restarts included).
+        var sent: [String: [UInt8]] = [:]
+        for client in clients { sent.merge(client.record.withLock { $0.sent }, uniquingKeysWith: { first, _ in first }) }
+        let configurationText = readText(aggregator.configurationPath)
+        var recomputed = 0
+        var foldMismatches = 0
+        for line in try store.pairs("SELECT origin, version FROM versions WHERE origin = 'fedbuff' ORDER BY version") {
+            guard let version = Int64(line.split(separator: "|").last ?? "") else { continue }
+            guard let row = try store.blobs("SELECT model FROM versions WHERE version = ?", version, columns: 1),
+                  let parentRow = try store.blobs("""
+                      SELECT model, optimizer, version FROM versions WHERE version = (SELECT parent FROM versions WHERE version = ?)
+                      """, version, columns: 2) else {
+                foldMismatches += 1
+                continue
+            }
+            let parentVersion = try store.count("SELECT parent FROM versions WHERE version = \(version)")
+            let keys = try store.hexKeys("SELECT idempotency_key FROM updates WHERE published_in = \(version) ORDER BY rowid")
+            let updates = keys.compactMap { sent[$0] }
+            let reference = try referencePublication(configurationText: configurationText, parentModel: parentRow[0],
+                                                     parentOptimizer: parentRow[1].isEmpty ? nil : parentRow[1],
+                                                     parentVersion: UInt64(parentVersion), version: UInt64(version), updates: updates)
+            if recomputed == 0 && updates.count > 1 {
+                // The comparison can fail: one update fewer publishes different bytes.
+                let partial = try referencePublication(configurationText: configurationText, parentModel: parentRow[0],
+                                                       parentOptimizer: parentRow[1].isEmpty ? nil : parentRow[1],
+                                                       parentVersion: UInt64(parentVersion), version: UInt64(version),
+                                                       updates: Array(updates.dropLast()))
+                #expect(partial != row[0])
+            }
+            recomputed += 1
+            if updates.count != keys.count || reference != row[0] {
+                foldMismatches += 1
+                Issue.record("version \(version): the published model is not the fold of its \(keys.count) updates")
+            }
+        }
         store.close()
         lost.formUnion(acknowledged.subtracting(storedKeys))
         let records = clients.map { $0.record.withLock { $0 } }
@@ -709,7 +748,7 @@ extension CrashConsistencyTests {
             crash-consistency aggregator: kills \(kills) (\(killsDuringUpload) with an upload in flight); \
             updates acknowledged \(acknowledged.count) (accepted answers \(accepted), replay answers \(replayed), sent without answer \(unanswered)), \
             stored \(rows), lost \(lost.count), stored but never acknowledged \(unacknowledgedStored), accepted twice \(acceptedTwice); \
-            versions \(versions), folded into versions \(folded), buffered \(pending) (restarted aggregator: \(String(describing: finalBuffered))); \
+            versions \(versions), folded into versions \(folded) (versions recomputed from their updates \(recomputed), different \(foldMismatches)), buffered \(pending) (restarted aggregator: \(String(describing: finalBuffered))); \
             buffer at restarts: max \(pendingAtRestart.max() ?? 0), non-empty \(pendingAtRestart.filter { $0 > 0 }.count) of \(kills), mismatches \(resumeMismatches); \
             integrity failures \(integrityFailures) (final: \(finalIntegrity.first ?? "?")); refusals \(refusals); \
             \((monotonicMilliseconds() - started) / 1000) s
@@ -721,6 +760,7 @@ extension CrashConsistencyTests {
         #expect(acceptedTwice == 0)
         #expect(unacknowledgedStored == 0 && rows == acknowledged.count)
         #expect(folded + pending == rows)
+        #expect(foldMismatches == 0 && recomputed == versions - 1)
         #expect(finalBuffered == .integer(Int64(pending)))
         #expect(refusals.isEmpty, "\(refusals)")
         #expect(acknowledged.count > kills)
