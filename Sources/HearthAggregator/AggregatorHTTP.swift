@@ -150,15 +150,17 @@ public enum AggregatorHTTP {
     }
 
     /// The server builder: HTTPS when the configuration names a certificate and key, else
-    /// plain HTTP (the configuration only allows that on loopback).
+    /// plain HTTP (the configuration only allows that on loopback). A connection with no
+    /// request in progress is closed after `server.idle_timeout_seconds`.
     public static func serverBuilder(_ configuration: AggregatorConfiguration) throws(AggregatorError) -> HTTPServerBuilder {
-        guard !configuration.tlsCertificate.isEmpty else { return .http1() }
+        let http = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))
+        guard !configuration.tlsCertificate.isEmpty else { return .http1(configuration: http) }
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(configuration.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: configuration.tlsKey, format: .pem)
             var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
             tls.minimumTLSVersion = .tlsv12
-            return try .tls(.http1(), tlsConfiguration: tls)
+            return try .tls(.http1(configuration: http), tlsConfiguration: tls)
         } catch {
             throw .configuration("cannot load the TLS certificate/key (\(configuration.tlsCertificate), \(configuration.tlsKey)): \(error)")
         }

@@ -21,6 +21,9 @@ public struct AggregatorConfiguration: Sendable, Equatable {
     public var updatesPerDevicePerHour = 12
     /// Devices are asked to spread their next contact over this many seconds.
     public var retryWindowSeconds = 600
+    /// A connection with no request in progress (silent, or a request head still arriving) is
+    /// closed after this many seconds (Hummingbird's idle timeout).
+    public var idleTimeoutSeconds = 60
 
     // [plan]
     public var samplingRate = 0.1
@@ -56,7 +59,8 @@ public struct AggregatorConfiguration: Sendable, Equatable {
         let toml = try TOMLReader.parse(text, overrides: overrides)
         try toml.checkKnown([
             "server": ["host", "port", "tls_certificate", "tls_key", "state_directory", "signing_key",
-                       "max_body_bytes", "updates_per_device_per_hour", "retry_window_seconds"],
+                       "max_body_bytes", "updates_per_device_per_hour", "retry_window_seconds",
+                       "idle_timeout_seconds"],
             "plan": ["sampling_rate", "clip_norm", "noise_multiplier", "mode", "unit", "max_sessions_per_update",
                      "bit_width", "headroom", "max_staleness"],
             "fedbuff": ["buffer_size", "minimum_updates", "round_deadline_seconds", "server_learning_rate",
@@ -72,6 +76,7 @@ public struct AggregatorConfiguration: Sendable, Equatable {
         try toml.integer("server", "max_body_bytes", &maxBodyBytes)
         try toml.integer("server", "updates_per_device_per_hour", &updatesPerDevicePerHour)
         try toml.integer("server", "retry_window_seconds", &retryWindowSeconds)
+        try toml.integer("server", "idle_timeout_seconds", &idleTimeoutSeconds)
         try toml.double("plan", "sampling_rate", &samplingRate)
         try toml.double("plan", "clip_norm", &clipNorm)
         try toml.double("plan", "noise_multiplier", &noiseMultiplier)
@@ -112,6 +117,7 @@ public struct AggregatorConfiguration: Sendable, Equatable {
         try require(maxBodyBytes >= 1024 && maxBodyBytes <= 1 << 30, "server.max_body_bytes", "must be in 1024...1073741824, got \(maxBodyBytes)")
         try require((1 ... 3_600).contains(updatesPerDevicePerHour), "server.updates_per_device_per_hour", "must be in 1...3600, got \(updatesPerDevicePerHour)")
         try require((0 ... 86_400).contains(retryWindowSeconds), "server.retry_window_seconds", "must be in 0...86400, got \(retryWindowSeconds)")
+        try require((1 ... 3_600).contains(idleTimeoutSeconds), "server.idle_timeout_seconds", "must be in 1...3600, got \(idleTimeoutSeconds)")
         try require(samplingRate > 0 && samplingRate <= 1, "plan.sampling_rate", "must be in (0, 1], got \(samplingRate)")
         try require(clipNorm > 0 && clipNorm.isFinite, "plan.clip_norm", "must be a positive number, got \(clipNorm)")
         try require(noiseMultiplier >= 0.3 && noiseMultiplier <= 100, "plan.noise_multiplier", "must be in [0.3, 100], got \(noiseMultiplier)")
