@@ -126,14 +126,79 @@ struct HostileUploadTests {
         var binary: String
         var port: Int
         var credentials: [String]
-        var process: ChildProcess
+        var process: CleanChild
         var log: String
+    }
+
+    /// A child process that inherits only stdin (/dev/null), stdout and stderr: every other
+    /// descriptor is closed in the child (`closefrom(3)`). Other suites run servers in this test
+    /// process, and NIO accepts their connections without close-on-exec: a child holding a copy
+    /// would keep a connection open after its server closed it.
+    final class CleanChild: @unchecked Sendable {
+        let pid: pid_t
+        private var reaped = false
+
+        init(executable: String, arguments: [String], stdout: String, stderr: String) throws {
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            defer { posix_spawn_file_actions_destroy(&actions) }
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+            posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+            // glibc >= 2.34; not in Swift's Glibc module, so looked up at run time.
+            typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+            if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+                _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
+            }
+            var environment: [String] = []
+            var cursor = environ
+            while let entry = cursor.pointee {
+                let text = String(cString: entry)
+                if !text.hasPrefix("NOTIFY_SOCKET=") && !text.hasPrefix("LISTEN_") && !text.hasPrefix("WATCHDOG_") {
+                    environment.append(text)
+                }
+                cursor += 1
+            }
+            let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+            let envp = environment.map { strdup($0) } + [nil]
+            defer {
+                argv.forEach { free($0) }
+                envp.forEach { free($0) }
+            }
+            var child: pid_t = 0
+            let rc = posix_spawn(&child, executable, &actions, nil, argv, envp)
+            guard rc == 0 else { throw TestFailure("posix_spawn \(executable) failed: \(rc)") }
+            pid = child
+        }
+
+        func signal(_ number: Int32) { if !reaped { kill(pid, number) } }
+
+        /// Waits up to `timeoutMilliseconds` for exit; the wait status, or nil on timeout.
+        func wait(timeoutMilliseconds: Int64) async -> Int32? {
+            let deadline = monotonicMilliseconds() + timeoutMilliseconds
+            while monotonicMilliseconds() < deadline {
+                var status: Int32 = 0
+                if waitpid(pid, &status, WNOHANG) == pid {
+                    reaped = true
+                    return status
+                }
+                try? await Task.sleep(for: .milliseconds(20))
+            }
+            return nil
+        }
+
+        deinit {
+            if !reaped {
+                kill(pid, SIGKILL)
+                var status: Int32 = 0
+                waitpid(pid, &status, 0)
+            }
+        }
     }
 
     static func runCommand(_ binary: String, _ arguments: [String], in directory: String) async throws -> (Int32?, String) {
         let out = directory + "/out-\(monotonicMilliseconds())-\(arguments.count).txt"
-        let command = ([binary] + arguments).map { "'" + $0 + "'" }.joined(separator: " ") + " > '" + out + "'"
-        let child = try ChildProcess(executable: "/bin/sh", arguments: ["-c", command], logPath: directory + "/commands.log")
+        let child = try CleanChild(executable: binary, arguments: arguments, stdout: out, stderr: directory + "/commands.log")
         guard let status = await child.wait(timeoutMilliseconds: 60_000) else { throw TestFailure("\(arguments) timed out") }
         return (exitCode(status), readText(out))
     }
@@ -153,6 +218,7 @@ struct HostileUploadTests {
             signing_key = "\(directory)/signing.key"
             max_body_bytes = \(maxBodyBytes)
             updates_per_device_per_hour = 3600
+            idle_timeout_seconds = 2
             [plan]
             sampling_rate = 1.0
             clip_norm = 1.0
@@ -179,8 +245,8 @@ struct HostileUploadTests {
             credentials.append(credential)
         }
         let log = directory + "/aggregator.log"
-        let process = try ChildProcess(executable: binary, arguments: ["serve", "--config", config, "--port-file", directory + "/port",
-                                                                       "--log-level", "warning"], logPath: log)
+        let process = try CleanChild(executable: binary, arguments: ["serve", "--config", config, "--port-file", directory + "/port",
+                                                                     "--log-level", "warning"], stdout: log, stderr: log)
         let deadline = monotonicMilliseconds() + 60_000
         while monotonicMilliseconds() < deadline {
             if let port = readText(directory + "/port").split(separator: "\n").first.flatMap({ Int($0) }), port > 0 {
@@ -657,7 +723,18 @@ struct HostileUploadTests {
         let rssAfter = Self.residentKilobytes(of: pid)
         // A silent connection: does the aggregator ever close it? (Measured, reported.)
         let idleStart = monotonicMilliseconds()
-        let idleClosed = try await Self.blocking { try Connection(port: port, timeoutSeconds: 3).closedByServer() }
+        let idleClosed = try await Self.blocking { try Connection(port: port, timeoutSeconds: 6).closedByServer() }
+        // A head dribbled a byte every 200 ms never completes a request: closed at the idle timeout too.
+        let headStart = monotonicMilliseconds()
+        let headClosed = try await Self.blocking {
+            let connection = try Connection(port: port, timeoutSeconds: 1)
+            for byte in Array("POST /v1/updates HTTP/1.1\r\nHost: x\r\nX-Padding: \(String(repeating: "p", count: 200))".utf8) {
+                guard connection.send([byte]) else { return true }
+                usleep(200_000)
+            }
+            return false
+        }
+        let headHeld = monotonicMilliseconds() - headStart
         let idleHeld = monotonicMilliseconds() - idleStart
 
         var floodStatuses: [Int: Int] = [:]
@@ -668,8 +745,13 @@ struct HostileUploadTests {
             hostile-aggregator | good device GET /v1/plan quiet: p50 \(Self.percentile(quiet, 50)) ms, max \(quiet.max() ?? -1) ms
             hostile-aggregator | good device GET /v1/plan under attack: \(underAttack.count) requests, p50 \(Self.percentile(underAttack, 50)) ms, p95 \(Self.percentile(underAttack, 95)) ms, max \(underAttack.max() ?? -1) ms
             hostile-aggregator | aggregator RSS: before \(rssBefore / 1024) MiB, peak \(rssPeak / 1024) MiB, after \(rssAfter / 1024) MiB
-            hostile-aggregator | a silent connection: \(idleClosed ? "closed by the server after \(idleHeld) ms" : "still open after \(idleHeld) ms")
+            hostile-aggregator | a silent connection (idle_timeout_seconds = 2): \(idleClosed ? "closed by the server after \(idleHeld) ms" : "still open after \(idleHeld) ms")
+            hostile-aggregator | a head dribbled a byte every 200 ms: \(headClosed ? "cut off after \(headHeld) ms" : "never cut off (\(headHeld) ms)")
             """)
+        tally.record("silent connection", reason: nil, wronglyAccepted: !(idleClosed && idleHeld < 8_000))
+        tally.record("slow head (byte every 200 ms)", reason: nil, wronglyAccepted: !(headClosed && headHeld < 8_000))
+        #expect(idleClosed && idleHeld < 8_000, "silent connection: closed \(idleClosed) after \(idleHeld) ms")
+        #expect(headClosed && headHeld < 8_000, "slow head: closed \(headClosed) after \(headHeld) ms")
         tally.print("aggregator flood")
         #expect(tally.totals.wronglyAccepted == 0)
         #expect(underAttack.count >= 10)
