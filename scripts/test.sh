@@ -56,3 +56,8 @@ echo "== Debian packages of the debug binaries: contents, dpkg -x, --check-confi
 scripts/check-package.sh .build/debug
 
 swift test --skip-build
+
+# The suite under sanitizers: opt-in (HEARTH_SANITIZE=address,thread), a cold sanitized build
+# costs far more than CI's budget on the shared machine (scripts/sanitize.sh, docs/reliability.md).
+sanitizers="${HEARTH_SANITIZE:-}"
+for kind in ${sanitizers//,/ }; do echo "== swift test under the $kind sanitizer"; scripts/sanitize.sh "$kind"; done
