@@ -48,6 +48,7 @@ let package = Package(
         ),
         .target(name: "CHearthMath"),
         .target(name: "CHearthMemory"),
+        .target(name: "CHearthSpawn"),
         // The core and the kernels end to end, built natively here and as Embedded Swift for
         // aarch64 by cross/build-aarch64.sh, which compares the two builds' results.
         .target(name: "CHearthSmokeSupport", path: "cross/smoke-support"),
@@ -98,7 +99,7 @@ let package = Package(
                 // The end-to-end tests spawn the built `hearth-agent` and `hearth-aggregator`;
                 // depending on them builds them first.
                 "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "HearthUploader",
-                "HearthCurl", "HearthProcess", "hearth-agent", "hearth-fetch", "hearth-aggregator",
+                "HearthCurl", "HearthProcess", "CHearthSpawn", "hearth-agent", "hearth-fetch", "hearth-aggregator",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             // A test-only TLS certificate and key for 127.0.0.1 (never used outside tests).
@@ -160,7 +161,7 @@ let package = Package(
         .target(
             name: "HearthUploader",
             dependencies: [
-                "HearthHTTP", "HearthCore", "HearthPrivacy",
+                "HearthHTTP", "HearthCore", "HearthPrivacy", "CHearthSpawn",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -218,7 +219,7 @@ let package = Package(
         .executableTarget(
             name: "hearth-bench",
             dependencies: [
-                "HearthCore", "HearthDatasets", "CHearthBench", "HearthUploader", "HearthCurl", "HearthPrivacy",
+                "HearthCore", "HearthDatasets", "CHearthBench", "HearthUploader", "HearthCurl", "HearthPrivacy", "CHearthSpawn",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -234,7 +235,7 @@ let package = Package(
             dependencies: ["HearthCore", "HearthDatasets", "HearthControl", "HearthLocalAPI", "HearthUploader", "HearthCurl", "HearthProcess"]
         ),
         // Child processes and a real `hearth-aggregator` on loopback (the demo, hearth-sim --over-http).
-        .target(name: "HearthProcess"),
+        .target(name: "HearthProcess", dependencies: ["CHearthSpawn"]),
         .testTarget(
             name: "HearthKernelTests",
             dependencies: ["CHearthKernels", "HearthCore", "HearthTestSupport"]

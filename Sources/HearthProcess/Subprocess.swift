@@ -1,3 +1,4 @@
+import CHearthSpawn
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -22,6 +23,8 @@ public final class Subprocess: @unchecked Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout ?? log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, log, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        let closeFrom = hearth_spawn_close_from(&actions, 3)
+        guard closeFrom == 0 else { throw .spawnFailed("cannot close descriptors for \(executable): \(String(cString: strerror(closeFrom)))") }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0

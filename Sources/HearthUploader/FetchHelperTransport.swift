@@ -1,3 +1,4 @@
+import CHearthSpawn
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -136,6 +137,11 @@ public struct FetchHelperTransport: HTTPTransport {
         posix_spawn_file_actions_adddup2(&actions, stdio, 0)
         posix_spawn_file_actions_adddup2(&actions, stdio, 1)
         if bodyDescriptor >= 0 { posix_spawn_file_actions_adddup2(&actions, bodyDescriptor, FetchFraming.bodyFileDescriptor) }
+        // Nothing else of the agent's reaches the helper (its socket's client connections above all).
+        let closeFrom = hearth_spawn_close_from(&actions, bodyDescriptor >= 0 ? FetchFraming.bodyFileDescriptor + 1 : 3)
+        guard closeFrom == 0 else {
+            return .failure(.helperFailed("cannot start \(path) without the agent's descriptors: \(String(cString: strerror(closeFrom)))"))
+        }
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

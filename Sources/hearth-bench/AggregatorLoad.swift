@@ -5,6 +5,7 @@ import Darwin
 #endif
 import ArgumentParser
 import CHearthBench
+import CHearthSpawn
 import HearthCore
 import HearthDatasets
 import HearthPrivacy
@@ -439,6 +440,8 @@ final class Child: Sendable {
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
         posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
+        let closeFrom = hearth_spawn_close_from(&actions, 3)
+        guard closeFrom == 0 else { throw BenchError("cannot close descriptors for \(executable): \(String(cString: strerror(closeFrom)))") }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child: pid_t = 0

@@ -1,3 +1,4 @@
+import CHearthSpawn
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -145,11 +146,8 @@ struct HostileUploadTests {
             posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
             posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_APPEND, 0o600)
             posix_spawn_file_actions_addopen(&actions, 2, stderr, O_WRONLY | O_CREAT | O_APPEND, 0o600)
-            // glibc >= 2.34; not in Swift's Glibc module, so looked up at run time.
-            typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
-            if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
-                _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
-            }
+            let closeFrom = hearth_spawn_close_from(&actions, 3)
+            guard closeFrom == 0 else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np failed: \(closeFrom)") }
             var environment: [String] = []
             var cursor = environ
             while let entry = cursor.pointee {

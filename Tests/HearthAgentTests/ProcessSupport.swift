@@ -1,3 +1,4 @@
+import CHearthSpawn
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -84,6 +85,10 @@ final class ChildProcess: @unchecked Sendable {
             precondition(descriptor3 != 3, "pass a descriptor other than 3")
             posix_spawn_file_actions_adddup2(&actions, descriptor3, 3)
         }
+        // Only 0-2 (and 3 when given): servers run in this test process, and NIO accepts without
+        // close-on-exec; a child holding a copy would keep a connection open after its server closed it.
+        let closeFrom = hearth_spawn_close_from(&actions, descriptor3 == nil ? 3 : 4)
+        guard closeFrom == 0 else { throw TestFailure("posix_spawn_file_actions_addclosefrom_np failed: \(closeFrom)") }
         var environment: [String] = []
         var cursor = environ
         while let entry = cursor.pointee {

@@ -273,6 +273,34 @@ struct FetchHelperProcessTests {
         }
     }
 
+    @Test("the helper inherits only its standard descriptors, not the agent's sockets and files")
+    func helperInheritsNoDescriptors() async throws {
+        let directory = try HearthProcess.makeTemporaryDirectory(prefix: "hfh")
+        defer { HearthProcess.removeTree(directory) }
+        // A descriptor without close-on-exec (dup2 clears it), as NIO leaves the connections it
+        // accepts; a number no shell picks for itself.
+        let opened = open("/dev/null", O_RDONLY)
+        #expect(opened > 2)
+        let leaked = dup2(opened, 987)
+        close(opened)
+        #expect(leaked == 987)
+        defer { close(leaked) }
+        let path = directory + "/fds"
+        // Lists its own descriptors, then fails.
+        try writeScript(path, "#!/bin/sh\nls /proc/$$/fd > '\(directory)/fds.txt'\ncat >/dev/null\nexit 3\n")
+        let client = CurlClient(transport: FetchHelperTransport(helperPath: path))
+        do throws(UploaderError) {
+            _ = try await client.perform(HTTPRequest(method: .post, url: "http://127.0.0.1:1/", body: [1, 2, 3]))
+            Issue.record("expected helperFailed")
+        } catch {
+            #expect(error == .helperFailed(""), "\(error.message)")
+        }
+        let listing = try #require(readWholeFile("\(directory)/fds.txt"))
+        let descriptors = Set(listing.split(separator: "\n").compactMap { Int32($0) })
+        #expect(descriptors.contains(0) && descriptors.contains(1))
+        #expect(!descriptors.contains(leaked), "the helper inherited descriptor \(leaked): \(descriptors.sorted())")
+    }
+
     @Test("a helper hanging past the request's timeout is killed and reaped")
     func hangingHelper() async throws {
         let directory = try HearthProcess.makeTemporaryDirectory(prefix: "hfh")
@@ -316,4 +344,19 @@ func readText(_ path: String) -> String? {
     var buffer = [UInt8](repeating: 0, count: 256)
     let n = read(fd, &buffer, buffer.count)
     return n > 0 ? String(decoding: buffer[0 ..< n], as: UTF8.self) : nil
+}
+
+/// The whole file as text, or nil when it cannot be opened.
+private func readWholeFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(fd, &chunk, chunk.count)
+        guard count > 0 else { break }
+        bytes += chunk[0 ..< count]
+    }
+    return String(decoding: bytes, as: UTF8.self)
 }
