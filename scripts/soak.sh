@@ -5,7 +5,8 @@
 # events at a steady rate (batches on a fixed schedule, not as fast as acknowledged) while a
 # second client asks for recommendations at a steady rate, lets training rounds run (window all
 # day, no power or load condition, a round every MIN_NEW_EVENTS events; no aggregator, so each
-# round's update stays in the outbox), and every SAMPLE seconds records: VmRSS, VmHWM, open file
+# round's update stays in the outbox), and every SAMPLE seconds records: VmRSS (and its anonymous
+# and file-backed parts), VmHWM, open file
 # descriptors, threads, events_total (GET /v1/status), the p50/p99 latency of the
 # recommendations answered in that window, the database and WAL sizes, training rounds
 # logged so far. Writes the timeline as CSV and prints a summary: RSS in the first and the last
@@ -186,7 +187,8 @@ def proc_status():
     with open(f"/proc/{pid}/status") as f:
         for line in f:
             k, v = line.split(":", 1); fields[k] = (v.split() or [""])[0]
-    return int(fields["VmRSS"]), int(fields["VmHWM"]), int(fields["Threads"])
+    return (int(fields["VmRSS"]), int(fields["VmHWM"]), int(fields["RssAnon"]), int(fields["RssFile"]),
+            int(fields["Threads"]))
 
 def file_bytes(name):
     try: return os.path.getsize(os.path.join(state, name))
@@ -204,7 +206,7 @@ threads = [threading.Thread(target=guarded(ingest)), threading.Thread(target=gua
 for t in threads: t.start()
 status_sock = connect()
 rows = []
-columns = ["t_s", "rss_kb", "hwm_kb", "fds", "threads", "events_total", "events_sent", "rec_requests",
+columns = ["t_s", "rss_kb", "hwm_kb", "rss_anon_kb", "rss_file_kb", "fds", "threads", "events_total", "events_sent", "rec_requests",
            "rec_p50_ms", "rec_p99_ms", "db_bytes", "wal_bytes", "rounds_queued", "rounds_failed"]
 with open(csv_path, "w") as out:
     out.write(",".join(columns) + "\n")
@@ -217,14 +219,14 @@ with open(csv_path, "w") as out:
             window = sorted(latencies); latencies.clear(); failed = list(errors)
         if failed: break
         try:
-            rss, hwm, nthreads = proc_status()
+            rss, hwm, anon, file_backed, nthreads = proc_status()
             fds = len(os.listdir(f"/proc/{pid}/fd"))
         except FileNotFoundError:
             errors.append("the agent exited"); break
         st, body = request(status_sock, "GET", "/v1/status")
         if st != 200: errors.append(f"GET /v1/status answered {st}"); break
         queued, failed_rounds = rounds()
-        row = [round(time.monotonic() - start, 1), rss, hwm, fds, nthreads, json.loads(body)["events_total"],
+        row = [round(time.monotonic() - start, 1), rss, hwm, anon, file_backed, fds, nthreads, json.loads(body)["events_total"],
                sent[0], len(window), round(pct(window, 0.5), 3), round(pct(window, 0.99), 3), file_bytes("hearth.db"), file_bytes("hearth.db-wal"),
                queued, failed_rounds]
         rows.append(row)
