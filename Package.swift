@@ -99,7 +99,8 @@ let package = Package(
                 // The end-to-end tests spawn the built `hearth-agent` and `hearth-aggregator`;
                 // depending on them builds them first.
                 "HearthAgent", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthLocalAPI", "HearthUploader",
-                "HearthCurl", "HearthProcess", "CHearthSpawn", "hearth-agent", "hearth-fetch", "hearth-aggregator",
+                "HearthCurl", "HearthProcess", "CHearthSpawn", "HearthStore", "HearthConfig", "HearthAggregator",
+                "HearthAggregation", "hearth-agent", "hearth-fetch", "hearth-aggregator",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
             // A test-only TLS certificate and key for 127.0.0.1 (never used outside tests).
