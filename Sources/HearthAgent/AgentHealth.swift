@@ -160,7 +160,7 @@ enum AggregatorExchange: Sendable, Equatable {
     /// The exchange of a transfer that threw `error`.
     init(error: UploaderError) {
         if let status = error.status {
-            self = (500 ..< 600).contains(status) || status == 408 || status == 429 ? .serverError(status: status) : .answered
+            self.init(status: status)
         } else if error.curlCode == .operationTimedOut {
             self = .timedOut(error.message)
         } else if error.curlCode != nil || error == .helperFailed("") {

@@ -242,8 +242,7 @@ extension AgentRuntime {
             }
         }
         let why = damage ?? "damaged"
-        let moved = path.replacingSuffix(AgentRuntime.databaseFileName,
-                                         with: AgentRuntime.corruptDatabasePrefix + String(unixMilliseconds()))
+        let moved = state + "/" + AgentRuntime.corruptDatabasePrefix + String(unixMilliseconds())
         for suffix in ["", "-wal", "-shm"] where FileSupport.exists(path + suffix) {
             guard rename(path + suffix, moved + suffix) == 0 else {
                 opening.fatal = .startup("the event store at \(path) is damaged (\(why)) and cannot be moved aside: \(FileSupport.errnoText())")
@@ -259,19 +258,19 @@ extension AgentRuntime {
         case .success(let opened):
             (opening.store, opening.ledgerEntries, opening.embedding) = opened
         }
-        var ledgerNote: String
+        var ledgerNote = "privacy ledger not recoverable"
+        var recovered = false
         if let salvaged, let store = opening.store {
             do throws(StoreError) {
                 for entry in salvaged { try store.appendLedgerEntry(entry) }
                 opening.ledgerEntries = salvaged
                 ledgerNote = "privacy ledger recovered (\(salvaged.count) entries)"
+                recovered = true
             } catch {
                 ledgerNote = "privacy ledger not recovered (\(error.message))"
             }
-        } else {
-            ledgerNote = "privacy ledger not recoverable"
         }
-        if !ledgerNote.hasPrefix("privacy ledger recovered") {
+        if !recovered {
             let marker = state + "/" + AgentRuntime.ledgerLostFileName
             FileSupport.writeSmallText(marker, "\(ledgerNote) from \(moved) (\(why))\n")
             ledgerNote += "; training refused until \(marker) is removed"
@@ -373,12 +372,4 @@ struct ModelLoader {
 struct ModelLoadFailure: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
-}
-
-private extension String {
-    /// `self` with its trailing `suffix` replaced by `replacement`.
-    func replacingSuffix(_ suffix: String, with replacement: String) -> String {
-        guard hasSuffix(suffix) else { return self + replacement }
-        return String(dropLast(suffix.count)) + replacement
-    }
 }
