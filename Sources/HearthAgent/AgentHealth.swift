@@ -173,6 +173,14 @@ enum AggregatorExchange: Sendable, Equatable {
         }
     }
 
+    /// The exchange an uploader reported: an answer's status, or the transfer error.
+    init(_ result: Result<Int, UploaderError>) {
+        switch result {
+        case .success(let status): self.init(status: status)
+        case .failure(let error): self.init(error: error)
+        }
+    }
+
     /// The exchange of a response with HTTP `status`.
     init(status: Int) {
         self = (500 ..< 600).contains(status) || status == 408 || status == 429 ? .serverError(status: status) : .answered

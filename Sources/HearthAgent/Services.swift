@@ -144,82 +144,25 @@ public struct UploadService: Service {
             logger.info("no upload.aggregator_url: updates stay in the outbox")
             return await idleUntilShutdown()
         }
-        let client = aggregatorClient(configuration)
-        let uploader = UpdateUploader(baseURL: configuration.aggregatorURL, client: client, logger: logger)
+        var uploader = UpdateUploader(baseURL: configuration.aggregatorURL, client: aggregatorClient(configuration), logger: logger)
+        uploader.onExchange = { [runtime] result in
+            await runtime.noteAggregator(AggregatorExchange(result), operation: "POST /v1/updates")
+        }
         let outbox = RuntimeOutbox(runtime: runtime, backoff: backoff)
         while await pause(interval) {
             guard let credential = readCredential(configuration.credentialFile, logger: logger) else { continue }
             do {
-                try await drain(outbox: outbox, uploader: uploader, client: client, credential: credential)
+                let report = try await uploader.drain(outbox: outbox, deviceCredential: credential)
+                if !report.accepted.isEmpty || !report.duplicates.isEmpty || !report.rejected.isEmpty {
+                    logger.info("outbox drained", metadata: [
+                        "accepted": "\(report.accepted.count)", "duplicates": "\(report.duplicates.count)",
+                        "rejected": "\(report.rejected.count)", "retry_later": "\(report.stoppedForRetry)",
+                    ])
+                }
             } catch {
                 logger.error("draining the outbox failed", metadata: ["error": "\(error)"])
             }
         }
-    }
-
-    /// Sends every due update until the outbox is empty or an attempt must be retried later.
-    func drain(outbox: RuntimeOutbox, uploader: UpdateUploader, client: CurlClient, credential: String) async throws {
-        var seen = Set<Int64>()
-        var delivered = 0
-        while true {
-            let batch = try await outbox.pending(limit: 16).filter { !seen.contains($0.id) }
-            if batch.isEmpty { break }
-            for entry in batch {
-                seen.insert(entry.id)
-                let outcome = await send(entry, uploader: uploader, client: client, credential: credential)
-                switch outcome {
-                case .accepted, .duplicate:
-                    try await outbox.markDelivered(id: entry.id)
-                    delivered += 1
-                case .rejected:
-                    try await outbox.recordAttempt(id: entry.id, outcome: outcome)
-                case .retryLater:
-                    try await outbox.recordAttempt(id: entry.id, outcome: outcome)
-                    return
-                }
-            }
-        }
-        if delivered > 0 { logger.info("outbox drained", metadata: ["delivered": "\(delivered)"]) }
-    }
-
-    /// One attempt of `entry`; records how the exchange went in the runtime's health.
-    private func send(_ entry: OutboxEntry, uploader: UpdateUploader, client: CurlClient, credential: String) async -> UploadOutcome {
-        let request = HTTPRequest(
-            method: .post, url: uploader.updatesURL,
-            headers: [
-                HTTPField("Content-Type", UpdateEnvelope.contentType),
-                HTTPField("Idempotency-Key", entry.idempotencyKey.hex),
-                HTTPField("Authorization", "Bearer \(credential)"),
-            ],
-            body: entry.body, maxResponseBytes: uploader.maxResponseBytes)
-        let response: HTTPResponse
-        do throws(UploaderError) {
-            response = try await client.perform(request)
-        } catch {
-            await runtime.noteAggregator(AggregatorExchange(error: error), operation: "POST /v1/updates")
-            logger.warning("update upload failed; will retry", metadata: [
-                "idempotency_key": "\(entry.idempotencyKey.hex)", "error": "\(error.message)",
-            ])
-            return .retryLater(after: nil)
-        }
-        await runtime.noteAggregator(AggregatorExchange(status: response.status), operation: "POST /v1/updates")
-        let outcome = UpdateUploader.classify(response)
-        switch outcome {
-        case .accepted, .duplicate:
-            logger.info("update delivered", metadata: [
-                "idempotency_key": "\(entry.idempotencyKey.hex)", "status": "\(response.status)",
-                "duplicate": "\(outcome == .duplicate)", "bytes": "\(entry.body.count)",
-            ])
-        case .retryLater:
-            logger.warning("aggregator asked to retry later", metadata: [
-                "idempotency_key": "\(entry.idempotencyKey.hex)", "status": "\(response.status)",
-            ])
-        case .rejected(let status, let reason):
-            logger.error("aggregator rejected update", metadata: [
-                "idempotency_key": "\(entry.idempotencyKey.hex)", "status": "\(status)", "reason": "\(reason)",
-            ])
-        }
-        return outcome
     }
 }
 

@@ -80,6 +80,9 @@ public struct UpdateUploader: Sendable {
     public let logger: Logger
     /// Largest response body read (reasons are short).
     public var maxResponseBytes = 16 * 1024
+    /// Called after every attempt with how the exchange went: the answer's HTTP status, or the
+    /// transfer error (the agent feeds its `aggregator_*` conditions from it).
+    public var onExchange: (@Sendable (Result<Int, UploaderError>) async -> Void)?
 
     public init(baseURL: String, client: CurlClient, logger: Logger) {
         self.baseURL = baseURL
@@ -109,11 +112,13 @@ public struct UpdateUploader: Sendable {
         do throws(UploaderError) {
             response = try await client.perform(request)
         } catch {
+            if let onExchange { await onExchange(.failure(error)) }
             logger.warning("update upload failed; will retry", metadata: [
                 "idempotency_key": "\(idempotencyKey.hex)", "error": "\(error.message)",
             ])
             return .retryLater(after: nil)
         }
+        if let onExchange { await onExchange(.success(response.status)) }
         let outcome = UpdateUploader.classify(response)
         switch outcome {
         case .accepted, .duplicate:
