@@ -150,19 +150,43 @@ public enum AggregatorHTTP {
     }
 
     /// The server builder: HTTPS when the configuration names a certificate and key, else
-    /// plain HTTP (the configuration only allows that on loopback). A connection with no
-    /// request in progress is closed after `server.idle_timeout_seconds`.
-    public static func serverBuilder(_ configuration: AggregatorConfiguration) throws(AggregatorError) -> HTTPServerBuilder {
-        let http = HTTP1Channel.Configuration(idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))
-        guard !configuration.tlsCertificate.isEmpty else { return .http1(configuration: http) }
+    /// plain HTTP (the configuration only allows that on loopback), with the server's limits:
+    /// - at most `server.max_connections` open connections; one more is answered 503
+    ///   `too_many_connections` (closed at once under TLS) and counted in
+    ///   `hearth_connections_refused_total`, while the admitted ones keep being served;
+    /// - a request (head and body) must arrive within `server.request_timeout_seconds` of its
+    ///   first byte, or it is answered 408 `request_timeout`, counted, and its connection closed;
+    /// - a connection with no request in progress is closed after `server.idle_timeout_seconds`.
+    public static func serverBuilder(_ configuration: AggregatorConfiguration, metrics: AggregatorMetrics,
+                                     logger: Logger) throws(AggregatorError) -> HTTPServerBuilder {
+        let http = HTTP1Channel.Configuration(additionalChannelHandlers: [RequestPhaseHandler()],
+                                              idleTimeout: .seconds(Int64(configuration.idleTimeoutSeconds)))
+        let counter = ConnectionCounter(maximum: configuration.maxConnections)
+        let requestTimeout = TimeAmount.seconds(Int64(configuration.requestTimeoutSeconds))
+        guard !configuration.tlsCertificate.isEmpty else {
+            return HTTPServerBuilder { responder in
+                let deadline = RequestDeadlineChannel(base: HTTP1Channel(responder: responder, configuration: http),
+                                                      timeout: requestTimeout, metrics: metrics, logger: logger)
+                return ConnectionCapChannel(base: deadline, counter: counter, answersRefusal: true, metrics: metrics, logger: logger)
+            }
+        }
+        let tls: TLSConfiguration
         do {
             let chain = try NIOSSLCertificate.fromPEMFile(configuration.tlsCertificate).map { NIOSSLCertificateSource.certificate($0) }
             let key = try NIOSSLPrivateKey(file: configuration.tlsKey, format: .pem)
-            var tls = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
-            tls.minimumTLSVersion = .tlsv12
-            return try .tls(.http1(configuration: http), tlsConfiguration: tls)
+            var server = TLSConfiguration.makeServerConfiguration(certificateChain: chain, privateKey: .privateKey(key))
+            server.minimumTLSVersion = .tlsv12
+            tls = server
         } catch {
             throw .configuration("cannot load the TLS certificate/key (\(configuration.tlsCertificate), \(configuration.tlsKey)): \(error)")
+        }
+        return HTTPServerBuilder { responder in
+            // The deadline handler sits behind TLS (it reads and answers plaintext); the cap in
+            // front of it, so a refused connection costs no handshake.
+            let deadline = RequestDeadlineChannel(base: HTTP1Channel(responder: responder, configuration: http),
+                                                  timeout: requestTimeout, metrics: metrics, logger: logger)
+            return ConnectionCapChannel(base: try TLSChannel(deadline, tlsConfiguration: tls), counter: counter,
+                                        answersRefusal: false, metrics: metrics, logger: logger)
         }
     }
 }

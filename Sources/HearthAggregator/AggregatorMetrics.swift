@@ -9,9 +9,14 @@ public final class AggregatorMetrics: Sendable {
     let bufferFill: Gauge
     let modelVersion: Gauge
     let epsilonSpent: Gauge
+    let connectionsOpen: Gauge
 
     private static var rejectedName: MetricNameDescriptor { MetricNameDescriptor(namespace: "hearth", metricName: "updates_rejected", unitName: "total",
                                                            helpText: "Uploads rejected, by reason.") }
+    private static var refusedConnectionsName: MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "hearth", metricName: "connections_refused", unitName: "total",
+                             helpText: "Connections refused over server.max_connections or cut off at server.request_timeout_seconds, by reason.")
+    }
     private static var latencyName: MetricNameDescriptor { MetricNameDescriptor(namespace: "hearth", metricName: "request_duration", unitName: "seconds",
                                                           helpText: "Request latency by route.") }
 
@@ -34,6 +39,12 @@ public final class AggregatorMetrics: Sendable {
         epsilonSpent = registry.makeGauge(descriptor: MetricNameDescriptor(
             namespace: "hearth", metricName: "epsilon", unitName: "spent",
             helpText: "Epsilon of the released model (central ledger)."))
+        connectionsOpen = registry.makeGauge(descriptor: MetricNameDescriptor(
+            namespace: "hearth", metricName: "connections", unitName: "open",
+            helpText: "Connections open now (at most server.max_connections)."))
+        for reason in ConnectionRefusal.all {
+            _ = registry.makeCounter(descriptor: AggregatorMetrics.refusedConnectionsName, labels: [("reason", reason)])
+        }
         for reason in AggregatorMetrics.knownReasons {
             _ = registry.makeCounter(descriptor: AggregatorMetrics.rejectedName, labels: [("reason", reason)])
         }
@@ -48,6 +59,11 @@ public final class AggregatorMetrics: Sendable {
 
     func rejected(reason: String) {
         registry.makeCounter(descriptor: AggregatorMetrics.rejectedName, labels: [("reason", reason)]).increment()
+    }
+
+    /// Counts a connection refused or cut off by the server's limits (`ConnectionRefusal`).
+    func connectionRefused(reason: String) {
+        registry.makeCounter(descriptor: AggregatorMetrics.refusedConnectionsName, labels: [("reason", reason)]).increment()
     }
 
     /// A latency histogram for one route.

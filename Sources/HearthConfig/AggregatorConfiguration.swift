@@ -24,6 +24,12 @@ public struct AggregatorConfiguration: Sendable, Equatable {
     /// A connection with no request in progress (silent, or a request head still arriving) is
     /// closed after this many seconds (Hummingbird's idle timeout).
     public var idleTimeoutSeconds = 60
+    /// A request (head and body) must arrive within this many seconds of its first byte, however
+    /// steadily it trickles in; otherwise it is answered 408 and the connection is closed.
+    public var requestTimeoutSeconds = 300
+    /// Most simultaneous connections; more are answered 503 (`too_many_connections`) and closed
+    /// at once (closed without an answer under TLS), while the admitted ones keep being served.
+    public var maxConnections = 1024
 
     // [plan]
     public var samplingRate = 0.1
@@ -60,7 +66,7 @@ public struct AggregatorConfiguration: Sendable, Equatable {
         try toml.checkKnown([
             "server": ["host", "port", "tls_certificate", "tls_key", "state_directory", "signing_key",
                        "max_body_bytes", "updates_per_device_per_hour", "retry_window_seconds",
-                       "idle_timeout_seconds"],
+                       "idle_timeout_seconds", "request_timeout_seconds", "max_connections"],
             "plan": ["sampling_rate", "clip_norm", "noise_multiplier", "mode", "unit", "max_sessions_per_update",
                      "bit_width", "headroom", "max_staleness"],
             "fedbuff": ["buffer_size", "minimum_updates", "round_deadline_seconds", "server_learning_rate",
@@ -77,6 +83,8 @@ public struct AggregatorConfiguration: Sendable, Equatable {
         try toml.integer("server", "updates_per_device_per_hour", &updatesPerDevicePerHour)
         try toml.integer("server", "retry_window_seconds", &retryWindowSeconds)
         try toml.integer("server", "idle_timeout_seconds", &idleTimeoutSeconds)
+        try toml.integer("server", "request_timeout_seconds", &requestTimeoutSeconds)
+        try toml.integer("server", "max_connections", &maxConnections)
         try toml.double("plan", "sampling_rate", &samplingRate)
         try toml.double("plan", "clip_norm", &clipNorm)
         try toml.double("plan", "noise_multiplier", &noiseMultiplier)
@@ -118,6 +126,8 @@ public struct AggregatorConfiguration: Sendable, Equatable {
         try require((1 ... 3_600).contains(updatesPerDevicePerHour), "server.updates_per_device_per_hour", "must be in 1...3600, got \(updatesPerDevicePerHour)")
         try require((0 ... 86_400).contains(retryWindowSeconds), "server.retry_window_seconds", "must be in 0...86400, got \(retryWindowSeconds)")
         try require((1 ... 3_600).contains(idleTimeoutSeconds), "server.idle_timeout_seconds", "must be in 1...3600, got \(idleTimeoutSeconds)")
+        try require((1 ... 3_600).contains(requestTimeoutSeconds), "server.request_timeout_seconds", "must be in 1...3600, got \(requestTimeoutSeconds)")
+        try require((1 ... 60_000).contains(maxConnections), "server.max_connections", "must be in 1...60000, got \(maxConnections)")
         try require(samplingRate > 0 && samplingRate <= 1, "plan.sampling_rate", "must be in (0, 1], got \(samplingRate)")
         try require(clipNorm > 0 && clipNorm.isFinite, "plan.clip_norm", "must be a positive number, got \(clipNorm)")
         try require(noiseMultiplier >= 0.3 && noiseMultiplier <= 100, "plan.noise_multiplier", "must be in [0.3, 100], got \(noiseMultiplier)")

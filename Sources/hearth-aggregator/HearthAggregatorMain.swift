@@ -134,7 +134,7 @@ struct Serve: AsyncParsableCommand {
                                                metrics: metrics, maxBodyBytes: configuration.maxBodyBytes)
             let portFile = self.portFile
             let app = Application(
-                router: router, server: try AggregatorHTTP.serverBuilder(configuration),
+                router: router, server: try AggregatorHTTP.serverBuilder(configuration, metrics: metrics, logger: Logger(label: "hearth.aggregator.http")),
                 configuration: ApplicationConfiguration(address: .hostname(configuration.host, port: configuration.port),
                                                         serverName: "hearth-aggregator"),
                 onServerRunning: { channel in
