@@ -9,7 +9,7 @@ struct HearthBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "hearth-bench",
         abstract: "Hearth benchmarks: scoring kernels against the memory roofline, quantisation cost, aggregator load.",
-        subcommands: [Scoring.self, Quantization.self, ModelFixture.self, AggregatorLoad.self]
+        subcommands: [Scoring.self, ScoringLayout.self, Quantization.self, ModelFixture.self, AggregatorLoad.self]
     )
 }
 
