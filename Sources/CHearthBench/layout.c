@@ -109,7 +109,8 @@ static inline uint8_t epilogue(__m256i acc, const float *row_scale, const float 
     return (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(t, threshold, _CMP_GE_OQ));
 }
 
-/// `hearth_scan_avx2` for `count` blocks from `first_block` (pairs, then a single block).
+/// `hearth_scan_avx2` for `count` blocks from `first_block`: one block at a time, prefetching
+/// the block `PREFETCH_BLOCKS` ahead; only where the row scales and biases are read differs.
 __attribute__((target("avx2")))
 static int32_t scan(const layout_view *view, int32_t first_block, int32_t count, const int8_t *query,
                     float query_scale, float threshold, float *scores, uint8_t *masks) {
@@ -118,35 +119,23 @@ static int32_t scan(const layout_view *view, int32_t first_block, int32_t count,
     const __m256 scale = _mm256_set1_ps(query_scale);
     const __m256 limit = _mm256_set1_ps(threshold);
     int32_t flagged = 0;
-    for (int32_t i = 0; i < count; i += 2) {
-        const int32_t pair = count - i >= 2 ? 2 : 1;
+    for (int32_t i = 0; i < count; i++) {
         const uint8_t *a = view->blocks + (size_t)(first_block + i) * view->stride;
-        const uint8_t *b = pair == 2 ? a + view->stride : a;
         const uint8_t *ahead = a + (size_t)PREFETCH_BLOCKS * view->stride;
-        for (size_t offset = 0; offset < 2 * view->stride; offset += 64) {
+        for (size_t offset = 0; offset < view->stride; offset += 64) {
             _mm_prefetch((const char *)(ahead + offset), _MM_HINT_T0);
         }
-        __m256i acc_a = _mm256_setzero_si256(), acc_b = _mm256_setzero_si256();
+        __m256i acc = _mm256_setzero_si256();
         for (int32_t g = 0; g < groups; g++) {
             int32_t q;
             memcpy(&q, query + g * GROUP_BYTES, sizeof q);
-            const __m256i query4 = _mm256_set1_epi32(q);
-            acc_a = _mm256_add_epi32(acc_a, group_dot(_mm256_loadu_si256((const __m256i *)(a + g * 32)), query4));
-            acc_b = _mm256_add_epi32(acc_b, group_dot(_mm256_loadu_si256((const __m256i *)(b + g * 32)), query4));
+            acc = _mm256_add_epi32(acc, group_dot(_mm256_loadu_si256((const __m256i *)(a + g * 32)), _mm256_set1_epi32(q)));
         }
-        for (int32_t j = 0; j < pair; j++) {
-            const int32_t row = (first_block + i + j) * BLOCK_ROWS;
-            const float *row_scale, *bias;
-            if (view->row_scale == NULL) {
-                row_scale = (const float *)((j == 0 ? a : b) + packed_block);
-                bias = row_scale + BLOCK_ROWS;
-            } else {
-                row_scale = view->row_scale + row;
-                bias = view->bias + row;
-            }
-            masks[i + j] = epilogue(j == 0 ? acc_a : acc_b, row_scale, bias, scale, limit, scores + (i + j) * BLOCK_ROWS);
-            flagged += masks[i + j] != 0;
-        }
+        const int32_t row = (first_block + i) * BLOCK_ROWS;
+        const float *row_scale = view->row_scale == NULL ? (const float *)(a + packed_block) : view->row_scale + row;
+        const float *bias = view->row_scale == NULL ? row_scale + BLOCK_ROWS : view->bias + row;
+        masks[i] = epilogue(acc, row_scale, bias, scale, limit, scores + i * BLOCK_ROWS);
+        flagged += masks[i] != 0;
     }
     return flagged;
 }

@@ -9,7 +9,8 @@
 #include <string.h>
 #include "kernels_internal.h"
 
-/// How far ahead, in blocks, the kernel prefetches.
+/// How far ahead, in blocks, the kernel prefetches (8 KiB at d = 64; 4 to 32 blocks measured
+/// the same).
 #define PREFETCH_BLOCKS 16
 
 __attribute__((target("avx2")))
@@ -19,31 +20,22 @@ static inline __m256i group_dot(__m256i items, __m256i query4) {
     return _mm256_madd_epi16(products, ones);
 }
 
-/// Dot products of the two blocks at `a` (and the next one): two independent accumulator chains.
-__attribute__((target("avx2")))
-static inline void block_pair_dot(const int8_t *a, size_t block_bytes, const int8_t *query, int32_t groups,
-                                  __m256i *out_a, __m256i *out_b) {
-    const int8_t *b = a + block_bytes;
-    /* The table is streamed once per query: fetch a few KiB ahead so that many cache misses
-       are in flight while this pair is being multiplied. This deliberately runs past the end of
-       the caller's range (a prefetch never faults, even past the end of the table). */
+/// Requests the block `PREFETCH_BLOCKS` ahead of `a`. The table is streamed once per query, so
+/// many cache misses must be in flight while this block is multiplied. This deliberately runs
+/// past the end of the caller's range (a prefetch never faults, even past the end of the table).
+static inline void prefetch_ahead(const int8_t *a, size_t block_bytes) {
     const int8_t *ahead = a + (size_t)PREFETCH_BLOCKS * block_bytes;
-    for (size_t offset = 0; offset < 2 * block_bytes; offset += 64) {
+    for (size_t offset = 0; offset < block_bytes; offset += 64) {
         _mm_prefetch((const char *)(ahead + offset), _MM_HINT_T0);
     }
-    __m256i acc_a = _mm256_setzero_si256();
-    __m256i acc_b = _mm256_setzero_si256();
-    for (int32_t g = 0; g < groups; g++) {
-        int32_t q;
-        memcpy(&q, query + g * HEARTH_GROUP_BYTES, sizeof q);
-        const __m256i query4 = _mm256_set1_epi32(q);
-        acc_a = _mm256_add_epi32(acc_a, group_dot(_mm256_loadu_si256((const __m256i *)(a + g * 32)), query4));
-        acc_b = _mm256_add_epi32(acc_b, group_dot(_mm256_loadu_si256((const __m256i *)(b + g * 32)), query4));
-    }
-    *out_a = acc_a;
-    *out_b = acc_b;
 }
 
+/// Dot products of the 8 rows of the block at `a`.
+///
+/// One block at a time, its groups in address order: the loads form a single sequential stream,
+/// which the hardware prefetcher follows. Two blocks side by side (two accumulator chains, one
+/// query broadcast for both) interleave two streams 1 block apart; cold, that measured 5-9%
+/// slower (docs/benchmarks.md).
 __attribute__((target("avx2")))
 static inline __m256i block_dot(const int8_t *a, const int8_t *query, int32_t groups) {
     __m256i acc = _mm256_setzero_si256();
@@ -60,16 +52,10 @@ void hearth_dot_avx2(const int8_t *packed, const int8_t *query, int32_t dim_padd
                      int32_t block_count, int32_t *out) {
     const int32_t groups = dim_padded / HEARTH_GROUP_BYTES;
     const size_t block_bytes = (size_t)HEARTH_BLOCK_ROWS * (size_t)dim_padded;
-    int32_t block = 0;
-    for (; block + 2 <= block_count; block += 2) {
-        __m256i acc_a, acc_b;
-        block_pair_dot(packed + (size_t)block * block_bytes, block_bytes, query, groups, &acc_a, &acc_b);
-        _mm256_storeu_si256((__m256i *)(out + block * HEARTH_BLOCK_ROWS), acc_a);
-        _mm256_storeu_si256((__m256i *)(out + (block + 1) * HEARTH_BLOCK_ROWS), acc_b);
-    }
-    for (; block < block_count; block++) {
-        _mm256_storeu_si256((__m256i *)(out + block * HEARTH_BLOCK_ROWS),
-                            block_dot(packed + (size_t)block * block_bytes, query, groups));
+    for (int32_t block = 0; block < block_count; block++) {
+        const int8_t *a = packed + (size_t)block * block_bytes;
+        prefetch_ahead(a, block_bytes);
+        _mm256_storeu_si256((__m256i *)(out + block * HEARTH_BLOCK_ROWS), block_dot(a, query, groups));
     }
 }
 
@@ -80,18 +66,11 @@ int32_t hearth_scan_avx2(HEARTH_SCAN_PARAMS) {
     const __m256 scale = _mm256_set1_ps(query_scale);
     const __m256 limit = _mm256_set1_ps(threshold);
     int32_t flagged = 0;
-    int32_t block = 0;
-    for (; block + 2 <= block_count; block += 2) {
-        __m256i acc_a, acc_b;
-        block_pair_dot(packed + (size_t)block * block_bytes, block_bytes, query, groups, &acc_a, &acc_b);
+    for (int32_t block = 0; block < block_count; block++) {
+        const int8_t *a = packed + (size_t)block * block_bytes;
+        prefetch_ahead(a, block_bytes);
         const int32_t row = block * HEARTH_BLOCK_ROWS;
-        masks[block] = hearth_epilogue_block_avx2(acc_a, row_scale + row, bias + row, scale, limit, scores + row);
-        masks[block + 1] = hearth_epilogue_block_avx2(acc_b, row_scale + row + 8, bias + row + 8, scale, limit, scores + row + 8);
-        flagged += (masks[block] != 0) + (masks[block + 1] != 0);
-    }
-    for (; block < block_count; block++) {
-        const int32_t row = block * HEARTH_BLOCK_ROWS;
-        const __m256i acc = block_dot(packed + (size_t)block * block_bytes, query, groups);
+        const __m256i acc = block_dot(a, query, groups);
         masks[block] = hearth_epilogue_block_avx2(acc, row_scale + row, bias + row, scale, limit, scores + row);
         flagged += masks[block] != 0;
     }
