@@ -2,7 +2,9 @@
 import Glibc
 #endif
 import HearthConfig
+import HearthCurl
 import HearthTestSupport
+import HearthUploader
 import Testing
 
 /// The aggregator's connection limits against a real `hearth-aggregator serve` on loopback:
@@ -22,7 +24,7 @@ struct AggregatorLimitsTests {
 
     /// `init`, `devices` enrolled devices, then `serve` with the limits under test (and an idle
     /// timeout long enough not to be what closes the connections).
-    static func startAggregator(devices: Int = 3) async throws -> Hostile.Server {
+    static func startAggregator(devices: Int = 3, maxConnections: Int = maxConnections, tls: Bool = false) async throws -> Hostile.Server {
         let directory = try makeTemporaryDirectory()
         let binary = String(try agentBinaryPath().dropLast("hearth-agent".count)) + "hearth-aggregator"
         let catalog = "item_id\n" + (0 ..< Hostile.items).map { "item-\($0)" }.joined(separator: "\n") + "\n"
@@ -39,6 +41,7 @@ struct AggregatorLimitsTests {
             idle_timeout_seconds = 30
             request_timeout_seconds = \(requestTimeoutSeconds)
             max_connections = \(maxConnections)
+            \(tls ? "tls_certificate = \"\(fixture("localhost-cert.pem"))\"\ntls_key = \"\(fixture("localhost-key.pem"))\"" : "")
             [plan]
             sampling_rate = 1.0
             clip_norm = 1.0
@@ -75,6 +78,12 @@ struct AggregatorLimitsTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         throw TestFailure("the aggregator never wrote its port:\n" + readText(log))
+    }
+
+    /// A file of the test-only TLS fixtures (a certificate and key for 127.0.0.1).
+    static func fixture(_ name: String) -> String {
+        let file = "\(#filePath)"
+        return file[..<(file.lastIndex(of: "/") ?? file.endIndex)] + "/Fixtures/" + name
     }
 
     /// What a non-blocking look at a connection found.
@@ -337,6 +346,67 @@ struct AggregatorLimitsTests {
         #expect(failed == 0 && served.count >= 10, "device: \(served.count) served, \(failed) failed")
         #expect(fresh?.status == 200, "a new connection after the flood: \(fresh?.text ?? "no answer")")
         #expect(rssPeak - rssBefore < 64 * 1024, "aggregator RSS grew from \(rssBefore) KiB to \(rssPeak) KiB")
+        server.process.signal(SIGTERM)
+        _ = await server.process.wait(timeoutMilliseconds: 15_000)
+    }
+
+    @Test("under TLS, connections over the cap are closed at once without a handshake; served again once slots free")
+    func connectionsOverTheCapAreClosedUnderTLS() async throws {
+        let cap = 4
+        let server = try await Self.startAggregator(maxConnections: cap, tls: true)
+        defer { removeTree(server.directory) }
+        let port = server.port
+        let client = CurlClient(configuration: CurlClient.Configuration(caFile: Self.fixture("localhost-cert.pem"),
+                                                                       connectTimeoutMilliseconds: 2000, timeoutMilliseconds: 10_000))
+        let base = "https://127.0.0.1:\(port)"
+        func metrics() async throws -> [String: Double] {
+            let answer = try await client.perform(HTTPRequest(method: .get, url: base + "/metrics", maxResponseBytes: 1 << 20))
+            guard answer.status == 200 else { throw TestFailure("/metrics: \(answer.status)") }
+            var values: [String: Double] = [:]
+            for line in String(decoding: answer.body, as: UTF8.self).split(separator: "\n") where !line.hasPrefix("#") {
+                guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+                values[String(line[..<space])] = value
+            }
+            return values
+        }
+        let before = try await metrics()
+
+        // Plain TCP connections that never start a handshake take every slot; ten more each wait
+        // up to 3 s for the server to close them, and must see no byte.
+        let tried = 10
+        let (closedAtOnce, sawBytes, waited) = try await Hostile.blocking { () throws -> (Int, Int, [Int64]) in
+            let holders = try (0 ..< cap).map { _ in try Hostile.Connection(port: port) }
+            usleep(300_000)
+            var closed = 0, bytes = 0
+            var waited: [Int64] = []
+            for _ in 0 ..< tried {
+                let extra = try Hostile.Connection(port: port, timeoutSeconds: 3)
+                let start = monotonicMilliseconds()
+                var chunk = [UInt8](repeating: 0, count: 256)
+                let n = chunk.withUnsafeMutableBytes { recv(extra.fd, $0.baseAddress, $0.count, 0) }
+                waited.append(monotonicMilliseconds() - start)
+                if n == 0 || (n < 0 && errno == ECONNRESET) { closed += 1 } else if n > 0 { bytes += 1 }
+            }
+            withExtendedLifetime(holders) {}
+            return (closed, bytes, waited)
+        }
+        // The holders are closed now: a TLS client is served again.
+        var healthy = false
+        let retryUntil = monotonicMilliseconds() + 5_000
+        while !healthy && monotonicMilliseconds() < retryUntil {
+            healthy = (try? await client.perform(HTTPRequest(method: .get, url: base + "/healthz")))?.status == 200
+            if !healthy { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let after = try await metrics()
+        let counted = (after[Self.refusedOverCap] ?? 0) - (before[Self.refusedOverCap] ?? 0)
+        print("""
+            hostile-limits | TLS, max_connections = \(cap) held by connections without a handshake: \(tried) more tried, \(closedAtOnce) closed without a byte after \(waited.min() ?? -1)-\(waited.max() ?? -1) ms, \(sawBytes) got bytes; \(Self.refusedOverCap) +\(Int(counted)); TLS client served after: \(healthy)
+            """)
+        #expect(closedAtOnce == tried, "\(tried - closedAtOnce) over-cap connections were not closed")
+        #expect(sawBytes == 0)
+        #expect((waited.max() ?? .max) < 2_000, "waited \(waited) ms")
+        #expect(Int(counted) == tried, "too_many_connections counted \(counted) times for \(tried) refusals")
+        #expect(healthy, "no TLS answer after the holders closed")
         server.process.signal(SIGTERM)
         _ = await server.process.wait(timeoutMilliseconds: 15_000)
     }
