@@ -146,6 +146,7 @@ let package = Package(
             name: "HearthAggregatorTests",
             dependencies: [
                 "HearthAggregator", "HearthTestSupport", "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthConfig",
+                "HearthStore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -215,7 +216,7 @@ let package = Package(
         ),
         .target(
             name: "HearthTestSupport",
-            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI", "HearthPrivacy"]
+            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI", "HearthPrivacy", "CHearthSQLite"]
         ),
         .executableTarget(
             name: "hearth-bench",

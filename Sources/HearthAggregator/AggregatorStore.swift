@@ -47,7 +47,8 @@ public struct PendingUpdate: Sendable {
 /// Not `Sendable`: owned by the aggregator actor; every call is synchronous and durable when it
 /// returns.
 public final class AggregatorStore {
-    private let connection: SQLiteConnection
+    /// Package-visible so the power-loss tests can weaken `synchronous` to show what they catch.
+    package let connection: SQLiteConnection
     public let path: String
 
     static let migrations: [String] = [
@@ -90,10 +91,11 @@ public final class AggregatorStore {
         """,
     ]
 
-    /// Opens (creating if needed) and migrates the store at `path`.
-    public init(path: String) throws(StoreError) {
+    /// Opens (creating if needed) and migrates the store at `path`, through the SQLite VFS
+    /// named `vfsName` (nil: the default VFS; the power-loss tests pass a recording one).
+    public init(path: String, vfsName: String? = nil) throws(StoreError) {
         self.path = path
-        connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, vfsName: vfsName)
         do throws(StoreError) {
             try connection.busyTimeout(milliseconds: 5_000)
             _ = try connection.dbConfig(SQLITE_DBCONFIG_DEFENSIVE, 1)

@@ -11,6 +11,9 @@ public struct StoreOptions: Sendable, Hashable {
     public var walSizeLimitBytes: Int64
     /// Test hook: when false, closing does not checkpoint (the WAL stays, as after a crash).
     var checkpointOnClose = true
+    /// The SQLite VFS to open the database through, by registered name (nil: the default VFS).
+    /// For tests: the power-loss tests open the store through a recording VFS.
+    public var vfsName: String?
 
     public init(retention: RetentionPolicy = RetentionPolicy(), busyTimeoutMilliseconds: Int32 = 5_000,
                 walSizeLimitBytes: Int64 = 1 << 20) {
@@ -46,7 +49,8 @@ public final class DeviceStore {
         try options.retention.validate()
         self.path = path
         self.retentionPolicy = options.retention
-        connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE)
+        connection = try SQLiteConnection(path: path, flags: SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE,
+                                          vfsName: options.vfsName)
         do {
             try configure(options)
             try Schema.migrate(connection)

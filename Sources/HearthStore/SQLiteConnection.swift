@@ -7,10 +7,12 @@ package final class SQLiteConnection {
     private var cache: [String: Statement] = [:]
     package let path: String
 
-    package init(path: String, flags: Int32) throws(StoreError) {
+    /// Opens `path` with `flags` through the VFS named `vfsName` (nil: SQLite's default VFS;
+    /// the power-loss tests pass their recording VFS).
+    package init(path: String, flags: Int32, vfsName: String? = nil) throws(StoreError) {
         self.path = path
         var db: OpaquePointer?
-        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, nil)
+        let rc = sqlite3_open_v2(path, &db, flags | SQLITE_OPEN_NOMUTEX, vfsName)
         guard rc == SQLITE_OK, let db else {
             let message = db.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) } ?? "cannot open"
             let code = db.map { sqlite3_extended_errcode($0) } ?? rc
