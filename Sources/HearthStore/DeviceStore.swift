@@ -87,7 +87,16 @@ public final class DeviceStore {
         try connection.execute("PRAGMA foreign_keys = ON")
         try connection.execute("PRAGMA journal_size_limit = \(options.walSizeLimitBytes)")
         try connection.execute("PRAGMA temp_store = MEMORY")
+        try connection.execute("PRAGMA cache_size = -\(DeviceStore.pageCacheKibibytes)")
     }
+
+    /// The page cache of the store's connection, in KiB: the most of the file it keeps in
+    /// memory. It fills as the database grows past it and then stays there (2.1-2.2 MB of
+    /// SQLite memory in the soak, docs/reliability.md); SQLite's default is about the same
+    /// (2,000 KiB), set here so the bound is a decision. The queries that run over the whole
+    /// log stream through it (`totalsQuery`), and `temp_store = MEMORY` holds only the small
+    /// temporary structures left.
+    static let pageCacheKibibytes = 2048
 
     /// Adds the path and a plain explanation to the open-time errors people will see.
     static func explain(_ error: StoreError, path: String) -> StoreError {

@@ -158,25 +158,42 @@ extension SQLiteConnection {
         return result.reversed()
     }
 
+    /// The one scan behind `totals()`: count, per-kind counts (in `EventKind.allCases` order),
+    /// timestamp and sequence bounds.
+    ///
+    /// Every aggregate streams, so the scan needs no memory beyond the page cache however long
+    /// the log is. (It was `SELECT kind, count(*) ... GROUP BY kind`: with no index on `kind`,
+    /// SQLite sorts every row in a temporary b-tree first, which `temp_store = MEMORY` keeps
+    /// in RAM: about 25 bytes per stored event on each call, 5.8 MB at 150,000 events, redone
+    /// on every scheduler tick and status request. It made the agent's peak memory climb with
+    /// its event count in the soak, docs/reliability.md.)
+    static let totalsQuery = "SELECT count(*), "
+        + EventKind.allCases.map { "count(*) FILTER (WHERE kind = \($0.rawValue))" }.joined(separator: ", ")
+        + ", min(ts_ms), max(ts_ms), min(seq), max(seq) FROM events"
+    /// Distinct sessions, counted along the `events_by_session` index (in order, so no
+    /// temporary b-tree; `count(DISTINCT session)` over the table built one of every session).
+    static let distinctSessionsQuery = "SELECT count(*) FROM (SELECT DISTINCT session FROM events)"
+
     func totals() throws(StoreError) -> EventTotals {
-        let summary = try prepare(
-            "SELECT count(*), min(ts_ms), max(ts_ms), min(seq), max(seq), count(DISTINCT session) FROM events")
+        let summary = try prepare(SQLiteConnection.totalsQuery)
         guard try summary.step() else { throw .sqlite("totals: no row") }
-        var totals = EventTotals(
-            eventsTotal: Int(summary.int64(0)), perKind: [:],
-            oldestTimestampMilliseconds: summary.isNull(1) ? nil : summary.int64(1),
-            newestTimestampMilliseconds: summary.isNull(2) ? nil : summary.int64(2),
-            firstSequence: summary.isNull(3) ? nil : summary.int64(3),
-            lastSequence: summary.isNull(4) ? nil : summary.int64(4),
-            sessions: Int(summary.int64(5)))
-        summary.reset()
-        for kind in EventKind.allCases { totals.perKind[kind] = 0 }
-        let perKind = try prepare("SELECT kind, count(*) FROM events GROUP BY kind")
-        while try perKind.step() {
-            if let byte = UInt8(exactly: perKind.int64(0)), let kind = EventKind(rawValue: byte) {
-                totals.perKind[kind] = Int(perKind.int64(1))
-            }
+        var perKind: [EventKind: Int] = [:]
+        for (offset, kind) in EventKind.allCases.enumerated() {
+            perKind[kind] = Int(summary.int64(Int32(1 + offset)))
         }
+        let bounds = Int32(1 + EventKind.allCases.count)
+        var totals = EventTotals(
+            eventsTotal: Int(summary.int64(0)), perKind: perKind,
+            oldestTimestampMilliseconds: summary.isNull(bounds) ? nil : summary.int64(bounds),
+            newestTimestampMilliseconds: summary.isNull(bounds + 1) ? nil : summary.int64(bounds + 1),
+            firstSequence: summary.isNull(bounds + 2) ? nil : summary.int64(bounds + 2),
+            lastSequence: summary.isNull(bounds + 3) ? nil : summary.int64(bounds + 3),
+            sessions: 0)
+        summary.reset()
+        let sessions = try prepare(SQLiteConnection.distinctSessionsQuery)
+        guard try sessions.step() else { throw .sqlite("totals: no session count") }
+        totals.sessions = Int(sessions.int64(0))
+        sessions.reset()
         return totals
     }
 
