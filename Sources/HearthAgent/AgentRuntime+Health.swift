@@ -26,6 +26,11 @@ extension AgentRuntime {
 
     /// Sets `condition` and logs `condition raised: <name>` (warning) the first time.
     func raise(_ condition: AgentCondition, _ detail: String) {
+        AgentRuntime.raise(condition, detail, in: &health, logger: logger)
+    }
+
+    /// `raise` for a health record the actor does not own yet (its initializer).
+    static func raise(_ condition: AgentCondition, _ detail: String, in health: inout AgentHealth, logger: Logger) {
         if health.raise(condition, detail: detail, now: unixMilliseconds()) {
             logger.warning("condition raised: \(condition.rawValue)", metadata: ["condition": "\(condition.rawValue)", "detail": "\(detail)"])
         }

@@ -131,7 +131,13 @@ struct HearthAgentCommand: AsyncParsableCommand {
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
-        try await group.run()
+        do {
+            try await group.run()
+        } catch {
+            await runtime.close()
+            throw error
+        }
+        await runtime.close()
     }
 
     private func seconds(_ value: Double) -> Duration {
