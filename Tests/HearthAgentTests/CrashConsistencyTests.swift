@@ -6,6 +6,7 @@ import HearthCore
 import HearthLocalAPI
 import HearthPrivacy
 import HearthProcess
+import HearthTestSupport
 import Synchronization
 import Testing
 
@@ -133,7 +134,7 @@ struct CrashConsistencyTests {
         let kills = environmentInteger("HEARTH_CRASH_AGENT_KILLS", 104)
         var rng = Xoshiro256(seed: UInt64(environmentInteger("HEARTH_CRASH_SEED", 8)))
         let directory = try makeTemporaryDirectory()
-        defer { if environmentInteger("HEARTH_CRASH_KEEP", 0) == 0 { removeTree(directory) } else { print("kept \(directory)") } }
+        defer { if environmentInteger("HEARTH_CRASH_KEEP", 0) == 0 { HearthProcess.removeTree(directory) } else { print("kept \(directory)") } }
         let agentBinary = try agentBinaryPath()
         let aggregatorBinary = String(agentBinary.dropLast("hearth-agent".count)) + "hearth-aggregator"
         let started = monotonicMilliseconds()
@@ -230,7 +231,7 @@ struct CrashConsistencyTests {
             try await Task.sleep(for: .milliseconds(50))
         }
         let streamer = EventStreamer(socket: socket, items: items)
-        try startDetachedThread { streamer.run() }
+        try Loopback.startThread { streamer.run() }
 
         var counts = AgentCounts()
         var lastRoundMilliseconds: Int64 = 100
@@ -561,7 +562,7 @@ extension CrashConsistencyTests {
         let kills = environmentInteger("HEARTH_CRASH_AGGREGATOR_KILLS", 24)
         var rng = Xoshiro256(seed: UInt64(environmentInteger("HEARTH_CRASH_SEED", 8)) &+ 1)
         let directory = try makeTemporaryDirectory()
-        defer { if environmentInteger("HEARTH_CRASH_KEEP", 0) == 0 { removeTree(directory) } else { print("kept \(directory)") } }
+        defer { if environmentInteger("HEARTH_CRASH_KEEP", 0) == 0 { HearthProcess.removeTree(directory) } else { print("kept \(directory)") } }
         let agentBinary = try agentBinaryPath()
         let aggregatorBinary = String(agentBinary.dropLast("hearth-agent".count)) + "hearth-aggregator"
         let started = monotonicMilliseconds()
@@ -597,7 +598,7 @@ extension CrashConsistencyTests {
             UploadingDevice(name: "dev-\($0)", credential: aggregator.credentials[$0], dimension: items * 8 + items, port: port,
                             seed: rng.next())
         }
-        for client in clients { try startDetachedThread { client.run() } }
+        for client in clients { try Loopback.startThread { client.run() } }
 
         var current: ChildProcess?
         func killCurrent() async throws {

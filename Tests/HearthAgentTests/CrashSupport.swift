@@ -4,31 +4,12 @@ import Glibc
 import HearthCore
 import HearthPrivacy
 import HearthStore
+import HearthTestSupport
 import Synchronization
 
 // Support for the kill -9 crash-consistency tests (`CrashConsistencyTests.swift`): a blocking
 // HTTP/1.1 client over TCP, a delaying HTTP proxy between an agent and its aggregator, threads,
 // and read-only inspection of the SQLite stores after a kill.
-
-/// Starts `body` on a detached pthread (blocking socket work stays off the cooperative pool).
-func startDetachedThread(_ body: @escaping @Sendable () -> Void) throws {
-    final class Box: @unchecked Sendable {
-        let body: @Sendable () -> Void
-        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-    }
-    let box = Unmanaged.passRetained(Box(body))
-    var thread = pthread_t()
-    let rc = pthread_create(&thread, nil, { argument in
-        guard let argument else { return nil }
-        Unmanaged<Box>.fromOpaque(argument).takeRetainedValue().body()
-        return nil
-    }, box.toOpaque())
-    guard rc == 0 else {
-        box.release()
-        throw TestFailure("pthread_create failed: \(rc)")
-    }
-    pthread_detach(thread)
-}
 
 /// Sleeps the calling thread for `milliseconds`.
 func sleepMilliseconds(_ milliseconds: Int) {
@@ -111,32 +92,11 @@ func readHTTPMessage(_ fd: Int32, bodyToEOF: Bool = false, onHead: (RawHTTPMessa
     return message
 }
 
-/// A TCP connection to 127.0.0.1:`port` with send and receive timeouts, or nil.
-func connectLoopback(port: Int, timeoutSeconds: Int = 10) -> Int32? {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-    guard fd >= 0 else { return nil }
-    var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = UInt16(clamping: port).bigEndian
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let connected = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    guard connected == 0 else {
-        close(fd)
-        return nil
-    }
-    return fd
-}
-
 /// One HTTP/1.1 request to 127.0.0.1:`port` (`Connection: close`); nil when there was no
 /// complete answer (refused, reset, timed out).
 func loopbackHTTP(port: Int, _ method: String, _ target: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
                   timeoutSeconds: Int = 10) -> RawHTTPMessage? {
-    guard let fd = connectLoopback(port: port, timeoutSeconds: timeoutSeconds) else { return nil }
+    guard let fd = try? Loopback.connected(port: port, timeoutSeconds: timeoutSeconds) else { return nil }
     defer { close(fd) }
     var head = "\(method) \(target) HTTP/1.1\r\nHost: 127.0.0.1:\(port)\r\nConnection: close\r\n"
     for (name, value) in headers { head += "\(name): \(value)\r\n" }
@@ -194,28 +154,10 @@ final class DelayingProxy: @unchecked Sendable {
         self.uploadHoldBefore = uploadHoldBefore
         self.uploadHoldAfter = uploadHoldAfter
         self.modelHold = modelHold
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket failed") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 64) == 0 else {
-            close(fd)
-            throw TestFailure("proxy bind/listen failed")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
+        let (fd, listeningPort) = try Loopback.listening()
         listener = fd
-        port = Int(UInt16(bigEndian: address.sin_port))
-        try startDetachedThread { [self] in acceptLoop() }
+        port = Int(listeningPort)
+        try Loopback.startThread { [self] in acceptLoop() }
     }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }
@@ -235,7 +177,7 @@ final class DelayingProxy: @unchecked Sendable {
                 return
             }
             do {
-                try startDetachedThread { [self] in
+                try Loopback.startThread { [self] in
                     handle(connection)
                     close(connection)
                 }
@@ -267,7 +209,7 @@ final class DelayingProxy: @unchecked Sendable {
         }
         head += "Connection: close\r\nContent-Length: \(request.body.count)\r\n\r\n"
         var answer: RawHTTPMessage?
-        if let upstream = connectLoopback(port: upstreamPort, timeoutSeconds: 20) {
+        if let upstream = try? Loopback.connected(port: upstreamPort, timeoutSeconds: 20) {
             if sendAllBytes(upstream, Array(head.utf8) + request.body) {
                 answer = readHTTPMessage(upstream, bodyToEOF: true)
             }

@@ -180,6 +180,10 @@ struct FaultTests {
         }
         let spent = agent.double(try agent.status()["privacy"]?.objectValue?["epsilon_spent"]) ?? 0
         try await agent.stop(child)
+        // A clean stop closes the store: the log is checkpointed into hearth.db and removed, so the
+        // page written below is the one the next start reads (a log left behind would hold newer
+        // copies of the events pages and hide the damage).
+        #expect(access(agent.state + "/hearth.db-wal", F_OK) != 0, "a clean stop leaves no write-ahead log")
 
         // Page 3 is the events table's root (the schema creates it first); the ledger's pages stay intact.
         let fd = open(agent.state + "/hearth.db", O_WRONLY)
@@ -646,52 +650,13 @@ final class FaultyAggregator: @unchecked Sendable {
     func stop() { goDown() }
 
     private func listen(port requested: UInt16) throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket failed") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = requested.bigEndian
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, Glibc.listen(fd, 16) == 0 else {
-            close(fd)
-            throw TestFailure("bind/listen on port \(requested) failed: \(String(cString: strerror(errno)))")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        port = UInt16(bigEndian: address.sin_port)
+        let (fd, listeningPort) = try Loopback.listening(port: requested, backlog: 16)
+        port = listeningPort
         shared.withLock { $0.listener = fd }
-        let box = Unmanaged.passRetained(ListenerBox(server: self, fd: fd))
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            let box = Unmanaged<ListenerBox>.fromOpaque(argument).takeRetainedValue()
-            box.server.acceptLoop(box.fd)
-            return nil
-        }, box.toOpaque())
-        guard rc == 0 else {
-            box.release()
-            throw TestFailure("pthread_create failed")
-        }
-        pthread_detach(thread)
+        try Loopback.startThread { [self] in acceptLoop(fd) }
     }
 
-    private final class ListenerBox {
-        let server: FaultyAggregator
-        let fd: Int32
-        init(server: FaultyAggregator, fd: Int32) {
-            self.server = server
-            self.fd = fd
-        }
-    }
-
-    fileprivate func acceptLoop(_ listener: Int32) {
+    private func acceptLoop(_ listener: Int32) {
         while true {
             let connection = accept(listener, nil, nil)
             if connection < 0 {

@@ -4,6 +4,7 @@ import Glibc
 #endif
 import HearthLocalAPI
 import HearthProcess
+import HearthTestSupport
 import Synchronization
 
 struct TestFailure: Error, CustomStringConvertible {
@@ -209,39 +210,10 @@ final class FakeAggregator: @unchecked Sendable {
     private let stopped = Atomic<Bool>(false)
 
     init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw TestFailure("socket failed") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw TestFailure("bind/listen failed")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
+        let (fd, listeningPort) = try Loopback.listening(backlog: 16)
         listener = fd
-        port = UInt16(bigEndian: address.sin_port)
-        let box = Unmanaged.passRetained(self)
-        var thread = pthread_t()
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            Unmanaged<FakeAggregator>.fromOpaque(argument).takeRetainedValue().acceptLoop()
-            return nil
-        }, box.toOpaque())
-        guard rc == 0 else {
-            box.release()
-            throw TestFailure("pthread_create failed")
-        }
-        pthread_detach(thread)
+        port = listeningPort
+        try Loopback.startThread { [self] in acceptLoop() }
     }
 
     var baseURL: String { "http://127.0.0.1:\(port)" }

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import HearthTestSupport
 import Synchronization
 @testable import HearthUploader
 
@@ -42,12 +43,12 @@ final class TestHTTPServer: @unchecked Sendable {
     /// With `accepting: false` the socket listens but nobody ever accepts: connections
     /// complete in the backlog and no answer ever comes (a hung server).
     init(accepting: Bool = true, handler: @escaping @Sendable (RecordedRequest) -> ScriptedResponse = { _ in ScriptedResponse(status: 200) }) throws {
-        let (fd, port) = try TestHTTPServer.listenOnLoopback()
+        let (fd, port) = try Loopback.listening(backlog: 16)
         self.listener = fd
         self.port = port
         self.handler = handler
         if accepting {
-            spawnThread { [self] in self.acceptLoop() }
+            try Loopback.startThread { [self] in self.acceptLoop() }
         }
     }
 
@@ -65,40 +66,9 @@ final class TestHTTPServer: @unchecked Sendable {
 
     /// A port on which nothing listens (bound, read, closed).
     static func deadPort() throws -> UInt16 {
-        let (fd, port) = try listenOnLoopback()
+        let (fd, port) = try Loopback.listening(backlog: 16)
         close(fd)
         return port
-    }
-
-    private static func listenOnLoopback() throws -> (Int32, UInt16) {
-        #if canImport(Glibc)
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        #else
-        let fd = socket(AF_INET, SOCK_STREAM, 0)
-        #endif
-        guard fd >= 0 else { throw ServerError(description: "socket failed") }
-        var one: Int32 = 1
-        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw ServerError(description: "bind/listen failed")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else {
-            close(fd)
-            throw ServerError(description: "getsockname failed")
-        }
-        return (fd, UInt16(bigEndian: address.sin_port))
     }
 
     private func acceptLoop() {
@@ -177,30 +147,6 @@ final class TestHTTPServer: @unchecked Sendable {
         }
         return nil
     }
-}
-
-private final class ThreadBody: @unchecked Sendable {
-    let run: () -> Void
-    init(_ run: @escaping () -> Void) { self.run = run }
-}
-
-/// Starts `body` on a detached pthread.
-func spawnThread(_ body: @escaping @Sendable () -> Void) {
-    let unmanaged = Unmanaged.passRetained(ThreadBody(body))
-    #if canImport(Glibc)
-    var thread = pthread_t()
-    #else
-    var thread: pthread_t? = nil
-    #endif
-    let rc = pthread_create(&thread, nil, { argument in
-        guard let argument else { return nil }
-        Unmanaged<ThreadBody>.fromOpaque(argument).takeRetainedValue().run()
-        return nil
-    }, unmanaged.toOpaque())
-    precondition(rc == 0, "pthread_create failed")
-    #if canImport(Glibc)
-    pthread_detach(thread)
-    #endif
 }
 
 /// Monotonic milliseconds, for timing assertions.
