@@ -18,8 +18,12 @@ public final class PowerLossCampaign {
     public let vfs: PowerLossVFS
     /// Where the store under test lives (opened through `vfs`).
     public let storeDirectory: String
-    /// Drives the choice of operations and of each image's surviving writes.
+    /// Drives the choice of each image's surviving writes.
     public var random: PowerLossRandom
+    /// Drives the test's operations (apart from `random`, so the operations do not depend on
+    /// how many unsynced writes the images drew from: the same seed gives the same operations
+    /// under `HEARTH_POWER_SYNCHRONOUS=NORMAL` as under FULL).
+    public var operations: PowerLossRandom
     /// The seed in use (printed with the results).
     public let seed: UInt64
     /// The `synchronous` setting the test should force, nil to keep the store's own (FULL).
@@ -38,6 +42,7 @@ public final class PowerLossCampaign {
         let chosenSeed = environment("HEARTH_POWER_SEED").flatMap { UInt64($0) } ?? defaultSeed
         seed = chosenSeed
         random = PowerLossRandom(seed: chosenSeed ^ 0x5EED_0F_1A55)
+        operations = PowerLossRandom(seed: chosenSeed ^ 0x0BE2_A710)
         let synchronous = environment("HEARTH_POWER_SYNCHRONOUS")?.uppercased()
         weakenedSynchronous = (synchronous == nil || synchronous == "FULL") ? nil : synchronous
         root = try makeTemporaryDirectory(prefix: "hearth-power")
