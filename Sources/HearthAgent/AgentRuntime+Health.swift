@@ -254,6 +254,9 @@ extension AgentRuntime {
                 return opening
             }
         }
+        // The renames reach the disk before the fresh store does: after a power cut the state
+        // directory holds either the damaged store (moved again at the next start) or both.
+        FileSupport.syncDirectory(containing: path)
         logger.error("the event store is damaged; moved aside, starting a fresh one", metadata: ["moved_to": "\(moved)", "error": "\(why)"])
         let salvaged = DeviceStore.salvageLedger(path: moved)
         switch attemptOpen(path: path, policy: policy) {
@@ -369,6 +372,7 @@ struct ModelLoader {
             unlink(temporary)
             return
         }
+        FileSupport.syncDirectory(containing: current)
         logger.notice("previous.hrth restored as current.hrth")
     }
 }

@@ -115,7 +115,8 @@ public enum AggregatorSetup {
         return nil
     }
 
-    /// Creates `path` exclusively with `mode`, writes and fsyncs it.
+    /// Creates `path` exclusively with `mode`, writes and fsyncs it and the directory that holds
+    /// it (the new name survives a power cut too).
     static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(AggregatorError) {
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else { throw .configuration("cannot create \(path): \(String(cString: strerror(errno)))") }
@@ -127,6 +128,11 @@ public enum AggregatorSetup {
             written += n
         }
         guard fsync(fd) == 0 else { throw .configuration("cannot sync \(path): \(String(cString: strerror(errno)))") }
+        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
+        let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directoryFD >= 0 else { throw .configuration("cannot open \(directory): \(String(cString: strerror(errno)))") }
+        defer { close(directoryFD) }
+        guard fsync(directoryFD) == 0 else { throw .configuration("cannot sync \(directory): \(String(cString: strerror(errno)))") }
     }
 }
 
