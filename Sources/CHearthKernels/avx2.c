@@ -35,7 +35,7 @@ static inline void prefetch_ahead(const int8_t *a, size_t block_bytes) {
 /// One block at a time, its groups in address order: the loads form a single sequential stream,
 /// which the hardware prefetcher follows. Two blocks side by side (two accumulator chains, one
 /// query broadcast for both) interleave two streams 1 block apart; cold, that measured 4-9%
-/// slower, hot (table in L3) about 5% faster (docs/benchmarks.md).
+/// slower, hot (table in L3) 5-20% faster (docs/benchmarks.md).
 __attribute__((target("avx2")))
 static inline __m256i block_dot(const int8_t *a, const int8_t *query, int32_t groups) {
     __m256i acc = _mm256_setzero_si256();
