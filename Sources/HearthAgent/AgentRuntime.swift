@@ -276,10 +276,7 @@ public actor AgentRuntime: LocalAPIBackend {
     public func newEventCount() throws(AgentError) -> Int {
         guard let store else { return 0 }
         do throws(StoreError) {
-            let totals = try store.totals()
-            guard let last = totals.lastSequence else { return 0 }
-            let since = last - Int64(clamping: lastTrainedSequence())
-            return since <= 0 ? 0 : min(Int(since), totals.eventsTotal)
+            return try store.eventCount(after: Int64(clamping: lastTrainedSequence()))
         } catch {
             throw .training("cannot read the event log: \(error.message)")
         }

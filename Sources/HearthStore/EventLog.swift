@@ -96,6 +96,15 @@ extension DeviceStore {
         try connection.recentEvents(session: session, limit: limit)
     }
 
+    /// How many events have a sequence id greater than `sequence` (the events a training round
+    /// has not seen yet).
+    ///
+    /// A range search on the primary key: its cost grows with the events counted, not with the
+    /// log, so the scheduler can ask on every tick (`totals()` scans the whole log).
+    public func eventCount(after sequence: Int64) throws(StoreError) -> Int {
+        try connection.eventCount(after: sequence)
+    }
+
     /// Totals over the whole log.
     public func totals() throws(StoreError) -> EventTotals {
         try connection.totals()
@@ -145,6 +154,17 @@ extension SQLiteConnection {
         var result: [StoredEvent] = []
         while try statement.step() { result.append(try readEvent(statement)) }
         return result
+    }
+
+    /// `SELECT count(*) ... WHERE seq > ?`: a range search on the primary key.
+    static let eventCountAfterQuery = "SELECT count(*) FROM events WHERE seq > ?"
+
+    func eventCount(after sequence: Int64) throws(StoreError) -> Int {
+        let statement = try prepare(SQLiteConnection.eventCountAfterQuery)
+        defer { statement.reset() }
+        try statement.bind(1, sequence)
+        guard try statement.step() else { throw .sqlite("event count: no row") }
+        return Int(statement.int64(0))
     }
 
     func recentEvents(session: String, limit: Int) throws(StoreError) -> [StoredEvent] {

@@ -66,6 +66,23 @@ struct StoreMemoryTests {
         }
     }
 
+    @Test("eventCount(after:) counts the events after a sequence id with a primary-key range search, not a scan")
+    func eventCountAfter() throws {
+        try withStore { store, _ in
+            #expect(try store.eventCount(after: 0) == 0)
+            let ids = try store.append(try records(50, sessions: 3)).sequenceIDs
+            #expect(try store.eventCount(after: 0) == 50)
+            #expect(try store.eventCount(after: ids[9]) == 40)
+            #expect(try store.eventCount(after: ids[49]) == 0)
+            #expect(try store.eventCount(after: Int64.max) == 0)
+            let details = try plan(store, SQLiteConnection.eventCountAfterQuery)
+            #expect(details.contains { $0.contains("INTEGER PRIMARY KEY") }, "\(details)")
+            #expect(!details.contains { $0.hasPrefix("SCAN") }, "\(details)")
+            // The check tells a scan when it sees one: totals' query reads every row.
+            #expect(try plan(store, SQLiteConnection.totalsQuery).contains { $0.hasPrefix("SCAN") })
+        }
+    }
+
     @Test("the page cache is set to DeviceStore.pageCacheKibibytes (SQLite would use 2,000 KiB)")
     func pageCacheBound() throws {
         try withStore { store, _ in
