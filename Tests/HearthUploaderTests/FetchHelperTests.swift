@@ -6,6 +6,7 @@ import Darwin
 import HearthProcess
 import Testing
 @testable import HearthUploader
+import HearthTestSupport
 
 /// The built `hearth-fetch` (the test target depends on it, so it is built with the tests).
 func fetchHelperPath() throws -> String {
@@ -318,7 +319,7 @@ struct FetchHelperProcessTests {
             #expect(error == .helperFailed("") && error.message.contains("killed"), "\(error.message)")
         }
         let elapsed = monotonicMilliseconds() - start
-        #expect(elapsed >= 450 && elapsed < 20_000, "took \(elapsed) ms")
+        #expect(elapsed >= 450 && elapsed < TestBounds.milliseconds(20_000), "took \(elapsed) ms")
         let pidText = try #require(readText(directory + "/pid"))
         let pid = try #require(pid_t(pidText.filter { $0.isNumber }))
         #expect(kill(pid, 0) != 0 && errno == ESRCH, "the helper \(pid) is still there")
