@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import CHearthSQLite
+import HearthCore
 
 /// A test-only SQLite VFS that simulates power loss, in the style of SQLite's own crash tests
 /// (`src/test6.c`, the "crash" VFS).
@@ -372,19 +373,13 @@ public struct PowerLossError: Error, CustomStringConvertible {
     public var description: String { message }
 }
 
-/// A small seeded generator (SplitMix64) so every cut and image is reproducible from a seed.
+/// A seeded generator (HearthCore's SplitMix64) so every cut and image is reproducible from a seed.
 public struct PowerLossRandom: Sendable {
-    private var state: UInt64
+    private var generator: SplitMix64
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { generator = SplitMix64(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in [0, 1).
     public mutating func nextUnit() -> Double { Double(next() >> 11) / Double(1 << 53) }
