@@ -38,24 +38,11 @@ struct HostileUploadTests {
         let fd: Int32
         private var pending: [UInt8] = []
 
+        /// `fd` is set only once connected: a class whose initializer throws after every stored
+        /// property is set still runs `deinit`, so closing a failed socket here as well would
+        /// close it twice (the second time, possibly a descriptor another test just opened).
         init(port: Int, timeoutSeconds: Int = 10) throws {
-            fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            guard fd >= 0 else { throw TestFailure("socket failed") }
-            var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(port).bigEndian)
-            address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard connected == 0 else {
-                let message = String(cString: strerror(errno))
-                close(fd)
-                throw TestFailure("connect to 127.0.0.1:\(port) failed: \(message)")
-            }
+            fd = try Loopback.connected(port: port, timeoutSeconds: timeoutSeconds)
         }
 
         deinit { close(fd) }

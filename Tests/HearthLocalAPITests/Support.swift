@@ -41,8 +41,16 @@ final class RawClient: @unchecked Sendable {
     private var pending: [UInt8] = []
 
     /// Connects to `path`; reads time out after `timeoutSeconds`.
+    ///
+    /// `fd` is set only once connected: a class whose initializer throws after every stored
+    /// property is set still runs `deinit`, so closing a failed socket here as well would close
+    /// it twice (the second time, possibly a descriptor another test just opened).
     init(path: String, timeoutSeconds: Int = 5) throws {
-        fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
+        fd = try Self.connect(path: path, timeoutSeconds: timeoutSeconds)
+    }
+
+    private static func connect(path: String, timeoutSeconds: Int) throws -> CInt {
+        let fd = socket(AF_UNIX, CInt(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ClientError(description: "socket failed") }
         var timeout = timeval(tv_sec: timeoutSeconds, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
@@ -55,7 +63,7 @@ final class RawClient: @unchecked Sendable {
         }
         let result = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
             }
         }
         guard result == 0 else {
@@ -63,6 +71,7 @@ final class RawClient: @unchecked Sendable {
             close(fd)
             throw ClientError(description: "connect to \(path) failed: \(message)")
         }
+        return fd
     }
 
     deinit { close(fd) }
