@@ -350,8 +350,7 @@ struct AggregatorLimitsTests {
         _ = await server.process.wait(timeoutMilliseconds: 15_000)
     }
 
-    @Test("under TLS, connections over the cap are closed at once without a handshake; served again once slots free",
-          .disabled("flaky in a clean-clone CI run (7 of 10 over-cap connections admitted: the holders may not all be accepted before the extra connections arrive); to be fixed"))
+    @Test("under TLS, connections over the cap are closed at once without a handshake; served again once slots free")
     func connectionsOverTheCapAreClosedUnderTLS() async throws {
         let cap = 4
         let server = try await Self.startAggregator(maxConnections: cap, tls: true)
@@ -375,21 +374,40 @@ struct AggregatorLimitsTests {
         // Plain TCP connections that never start a handshake take every slot; ten more each wait
         // up to 3 s for the server to close them, and must see no byte.
         let tried = 10
-        let (closedAtOnce, sawBytes, waited) = try await Hostile.blocking { () throws -> (Int, Int, [Int64]) in
-            let holders = try (0 ..< cap).map { _ in try Hostile.Connection(port: port) }
-            usleep(300_000)
+        let (closedAtOnce, sawBytes, waited, notClosed, replaced) = try await Hostile.blocking {
+            () throws -> (Int, Int, [Int64], [String], Int) in
+            // The /metrics connection above may not be released yet when the holders arrive (the
+            // server sees its close and the new connections in one batch, in any order), so a
+            // holder can be refused: it is then closed at once. Replace such holders until all
+            // `cap` stay open, so that exactly the extra connections below are over the cap.
+            var holders = try (0 ..< cap).map { _ in try Hostile.Connection(port: port) }
+            var replaced = 0
+            for _ in 0 ..< 20 {
+                usleep(300_000)
+                let refused = holders.indices.filter { Self.peerClosed(holders[$0].fd) }
+                if refused.isEmpty { break }
+                for index in refused { holders[index] = try Hostile.Connection(port: port) }
+                replaced += refused.count
+            }
             var closed = 0, bytes = 0
             var waited: [Int64] = []
-            for _ in 0 ..< tried {
+            var notClosed: [String] = []
+            for attempt in 0 ..< tried {
                 let extra = try Hostile.Connection(port: port, timeoutSeconds: 3)
                 let start = monotonicMilliseconds()
                 var chunk = [UInt8](repeating: 0, count: 256)
                 let n = chunk.withUnsafeMutableBytes { recv(extra.fd, $0.baseAddress, $0.count, 0) }
+                let error = errno
                 waited.append(monotonicMilliseconds() - start)
-                if n == 0 || (n < 0 && errno == ECONNRESET) { closed += 1 } else if n > 0 { bytes += 1 }
+                if n == 0 || (n < 0 && error == ECONNRESET) {
+                    closed += 1
+                } else {
+                    if n > 0 { bytes += 1 }
+                    notClosed.append("#\(attempt): " + (n > 0 ? "\(n) bytes" : String(cString: strerror(error))))
+                }
             }
             withExtendedLifetime(holders) {}
-            return (closed, bytes, waited)
+            return (closed, bytes, waited, notClosed, replaced)
         }
         // The holders are closed now: a TLS client is served again.
         var healthy = false
@@ -401,15 +419,22 @@ struct AggregatorLimitsTests {
         let after = try await metrics()
         let counted = (after[Self.refusedOverCap] ?? 0) - (before[Self.refusedOverCap] ?? 0)
         print("""
-            hostile-limits | TLS, max_connections = \(cap) held by connections without a handshake: \(tried) more tried, \(closedAtOnce) closed without a byte after \(waited.min() ?? -1)-\(waited.max() ?? -1) ms, \(sawBytes) got bytes; \(Self.refusedOverCap) +\(Int(counted)); TLS client served after: \(healthy)
+            hostile-limits | TLS, max_connections = \(cap) held by connections without a handshake (\(replaced) refused holders replaced): \(tried) more tried, \(closedAtOnce) closed without a byte after \(waited.min() ?? -1)-\(waited.max() ?? -1) ms, \(sawBytes) got bytes; \(Self.refusedOverCap) +\(Int(counted)); TLS client served after: \(healthy)
             """)
-        #expect(closedAtOnce == tried, "\(tried - closedAtOnce) over-cap connections were not closed")
+        #expect(closedAtOnce == tried, "\(tried - closedAtOnce) over-cap connections were not closed: \(notClosed)")
         #expect(sawBytes == 0)
         #expect((waited.max() ?? .max) < 2_000, "waited \(waited) ms")
-        #expect(Int(counted) == tried, "too_many_connections counted \(counted) times for \(tried) refusals")
+        #expect(Int(counted) == tried + replaced, "too_many_connections counted \(counted) times for \(tried + replaced) refusals")
         #expect(healthy, "no TLS answer after the holders closed")
         server.process.signal(SIGTERM)
         _ = await server.process.wait(timeoutMilliseconds: 15_000)
+    }
+
+    /// Whether the peer has closed `fd` (EOF or reset waiting, seen without blocking or consuming).
+    static func peerClosed(_ fd: Int32) -> Bool {
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
     }
 
     @Test("the limits are validated with the key named")
