@@ -192,9 +192,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "HearthPrivacyTests", dependencies: ["HearthPrivacy"]),
+        .testTarget(name: "HearthPrivacyTests", dependencies: ["HearthPrivacy", "HearthTestSupport"]),
         .target(name: "HearthAggregation", dependencies: ["HearthCore", "HearthPrivacy", "CHearthMath"]),
-        .testTarget(name: "HearthAggregationTests", dependencies: ["HearthAggregation", "HearthCore", "HearthPrivacy"]),
+        .testTarget(name: "HearthAggregationTests", dependencies: ["HearthAggregation", "HearthCore", "HearthPrivacy", "HearthTestSupport"]),
         .target(name: "CHearthBench", cSettings: [.unsafeFlags(["-O2"])]),
         .systemLibrary(
             name: "CHearthSQLite",
@@ -216,7 +216,7 @@ let package = Package(
         ),
         .target(
             name: "HearthTestSupport",
-            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI", "HearthPrivacy", "CHearthSQLite"]
+            dependencies: ["HearthCore", "HearthDatasets", "HearthLocalAPI", "HearthPrivacy", "HearthHTTP", "CHearthSQLite"]
         ),
         .executableTarget(
             name: "hearth-bench",
@@ -275,6 +275,7 @@ let package = Package(
             name: "HearthSimulationTests",
             // The --over-http test starts the built `hearth-aggregator`; depending on it builds it first.
             dependencies: ["HearthSimulation", "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthDatasets", "HearthProcess",
+                           "HearthTestSupport",
                            "hearth-aggregator", .product(name: "Logging", package: "swift-log")]
         ),
     ],

@@ -248,28 +248,7 @@ struct HostileUploadTests {
 
     /// Blocking socket work runs on its own thread, never on the cooperative pool.
     static func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            let work = ThreadWork { continuation.resume(with: Result { try body() }) }
-            var thread = pthread_t()
-            let unmanaged = Unmanaged.passRetained(work)
-            let rc = pthread_create(&thread, nil, { raw in
-                guard let raw else { return nil }
-                Unmanaged<ThreadWork>.fromOpaque(raw).takeRetainedValue().run()
-                return nil
-            }, unmanaged.toOpaque())
-            if rc == 0 {
-                pthread_detach(thread)
-            } else {
-                unmanaged.release()
-                continuation.resume(throwing: TestFailure("pthread_create failed: \(rc)"))
-            }
-        }
-    }
-
-    /// What a client thread runs.
-    final class ThreadWork: Sendable {
-        let run: @Sendable () -> Void
-        init(_ run: @escaping @Sendable () -> Void) { self.run = run }
+        try await onOwnThread(body)
     }
 
     /// One request on a fresh connection (`Connection: close`); nil when no answer came.

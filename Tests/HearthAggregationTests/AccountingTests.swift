@@ -1,9 +1,10 @@
 @testable import HearthPrivacy
 import Testing
 @testable import HearthAggregation
+import HearthTestSupport
 
 /// The central ledger.
-@Suite struct CentralAccountingTests {
+@Suite(.computeLane) struct CentralAccountingTests {
     @Test("ε after n versions equals PrivacyAccounting's RDP ε for the same z, q, steps", arguments: [
         (1.0, 0.01, 1000), (1.1, 0.01, 100), (4.0, 0.05, 10), (0.8, 1.0, 3),
     ])

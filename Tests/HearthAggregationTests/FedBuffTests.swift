@@ -2,9 +2,10 @@ import HearthCore
 @testable import HearthPrivacy
 import Testing
 @testable import HearthAggregation
+import HearthTestSupport
 
 /// Folding, publishing, optimisers, staleness weights and central noise.
-@Suite struct FedBuffTests {
+@Suite(.computeLane) struct FedBuffTests {
     static func aggregator(plan: FederationPlan, bufferSize: Int = 2, minimum: Int = 1, learningRate: Double = 1,
                            optimizer: ServerOptimizer = .fedAvg, exponent: Double = 0.5,
                            parameters: GlobalParameters = Fixture.parameters()) throws(AggregationError) -> FedBuffAggregator {

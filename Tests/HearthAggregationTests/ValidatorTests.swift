@@ -2,9 +2,10 @@ import HearthCore
 @testable import HearthPrivacy
 import Testing
 @testable import HearthAggregation
+import HearthTestSupport
 
 /// `UpdateValidator.validate`: accepts what a compliant device sends, refuses every bad case with its reason.
-@Suite struct ValidatorTests {
+@Suite(.computeLane) struct ValidatorTests {
     /// A bad upload and the reason it must be refused with.
     enum Bad: String, CaseIterable, Sendable {
         case truncated, oneByteLonger, headerOnly, badMagic, flippedChecksum, flippedValueByte, wrongFormatVersion

@@ -12,7 +12,7 @@ import Testing
 /// operation, all of it or none), and accept a further update.
 ///
 /// `HEARTH_POWER_SYNCHRONOUS=NORMAL` shows the test failing without fsync at commit.
-@Suite("Aggregator store: power loss (recording VFS)")
+@Suite("Aggregator store: power loss (recording VFS)", .computeLane)
 struct AggregatorStorePowerLossTests {
     struct StoredUpdate: Equatable {
         var key: [UInt8]
@@ -98,7 +98,6 @@ struct AggregatorStorePowerLossTests {
         var failures: [String] = []
         var failureCount = 0
         var integrityFailures = 0
-        var epsilonRegressions = 0
         func fail(_ text: String) {
             failureCount += 1
             if failures.count < 10 { failures.append(text) }

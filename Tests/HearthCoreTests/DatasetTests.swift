@@ -3,7 +3,7 @@ import HearthDatasets
 import HearthTestSupport
 import Testing
 
-@Suite("Datasets")
+@Suite("Datasets", .computeLane)
 struct DatasetTests {
     @Test("CSV: quotes, escaped quotes, CRLF and embedded commas")
     func csvParsing() throws {

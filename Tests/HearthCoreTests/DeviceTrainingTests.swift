@@ -2,7 +2,7 @@ import HearthCore
 import HearthTestSupport
 import Testing
 
-@Suite("Device training round")
+@Suite("Device training round", .computeLane)
 struct DeviceTrainingTests {
     /// `model` with its float master replaced by its int8 table dequantised: the start a device
     /// that keeps no master trains from, so `run` on it is the reference for `stream`.
@@ -188,7 +188,7 @@ struct DeviceTrainingTests {
     }
 }
 
-@Suite("Interest profile and scheduler")
+@Suite("Interest profile and scheduler", .computeLane)
 struct ProfileSchedulerTests {
     @Test("the profile ranks categories and brands by kind-weighted engagement")
     func profile() throws {

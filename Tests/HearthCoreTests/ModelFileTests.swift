@@ -1,8 +1,9 @@
 import Testing
 @testable import HearthCore
+import HearthTestSupport
 
 /// Model file encode/decode, corruption handling, CRC-32 and `.npy` export.
-@Suite struct ModelFileTests {
+@Suite(.computeLane) struct ModelFileTests {
     // MARK: - Helpers
 
     /// A model of `n` items and width `d` with random embeddings and biases.

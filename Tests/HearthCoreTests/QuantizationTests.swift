@@ -2,7 +2,7 @@ import HearthCore
 import HearthTestSupport
 import Testing
 
-@Suite("Quantisation")
+@Suite("Quantisation", .computeLane)
 struct QuantizationTests {
     @Test("every value is within half a step of its float, and -128 never appears",
           arguments: [(1, 1), (3, 5), (17, 33), (64, 64), (129, 7)])

@@ -2,7 +2,7 @@ import HearthCore
 import HearthTestSupport
 import Testing
 
-@Suite("Ranking")
+@Suite("Ranking", .computeLane)
 struct RankingTests {
     let kernel = ScoringKernel.scalar
 

@@ -3,7 +3,7 @@ import HearthDatasets
 import HearthTestSupport
 import Testing
 
-@Suite("Training")
+@Suite("Training", .computeLane)
 struct TrainingTests {
     @Test("training is deterministic for a seed and changes with it")
     func deterministic() {
@@ -56,7 +56,7 @@ struct TrainingTests {
     }
 }
 
-@Suite("Evaluation")
+@Suite("Evaluation", .computeLane)
 struct EvaluationTests {
     @Test("HR and NDCG by rank", arguments: [(1, 1.0), (3, 0.5), (10, 0.28906482631788766)])
     func ndcg(rank: Int, expected: Double) {

@@ -1,5 +1,6 @@
 import CHearthKernels
 import Testing
+import HearthTestSupport
 
 // Every kernel in the C kernel list must agree bit for bit with the scalar oracle, and the oracle
 // with an independent row-major reference written here. Kernels this CPU cannot run are skipped
@@ -280,7 +281,7 @@ private func firstDifference(_ actual: [hearth_scored], _ expected: ArraySlice<(
 
 // MARK: - Tests
 
-@Suite("Kernel bit-exactness")
+@Suite("Kernel bit-exactness", .computeLane)
 struct KernelBitExactTests {
     @Test("Kernel list: scalar first, names unique and found by name, best is the last supported")
     func kernelList() throws {

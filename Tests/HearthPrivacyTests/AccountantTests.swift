@@ -1,5 +1,6 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// A reference (ε) for T rounds of the Poisson-subsampled Gaussian.
 struct Reference: Sendable, CustomTestStringConvertible {
@@ -7,7 +8,7 @@ struct Reference: Sendable, CustomTestStringConvertible {
     var testDescription: String { "z=\(z) q=\(q) T=\(steps) δ=\(delta)" }
 }
 
-@Suite("Accountants")
+@Suite("Accountants", .computeLane)
 struct AccountantTests {
     /// RDP ε computed offline with Google's dp_accounting 0.4.x (pip `dp-accounting`):
     ///   RdpAccountant() (default orders) composed with

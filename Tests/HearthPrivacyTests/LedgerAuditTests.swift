@@ -1,7 +1,8 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
-@Suite("Device ledger")
+@Suite("Device ledger", .computeLane)
 struct LedgerTests {
     func entry(_ round: Int, q: Double? = 0.05, mode: UpdateMode = .central, participated: Bool = true) -> LedgerEntry {
         LedgerEntry(round: round, noiseMultiplier: 2.0, samplingRate: q, clipNorm: 1, mode: mode, unit: .device,
@@ -65,7 +66,7 @@ struct LedgerTests {
     }
 }
 
-@Suite("Empirical audit")
+@Suite("Empirical audit", .computeLane)
 struct AuditTests {
     @Test("Clopper–Pearson bounds and the incomplete beta match scipy")
     func statistics() {

@@ -1,5 +1,6 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// Exact-ish L2 norm for test oracles.
 func norm(_ v: [Double]) -> Double {
@@ -12,7 +13,7 @@ func uniform(_ rng: inout SeededGenerator) -> Double {
     Double(rng.next() >> 11) * 0x1p-53
 }
 
-@Suite("Clipping")
+@Suite("Clipping", .computeLane)
 struct ClippingTests {
     @Test("clipped norms are at most C for random inputs", arguments: [0.1, 1.0, 37.5])
     func randomInputs(clipNorm: Double) throws {
@@ -69,7 +70,7 @@ struct ClippingTests {
     }
 }
 
-@Suite("Integer grid and stochastic rounding")
+@Suite("Integer grid and stochastic rounding", .computeLane)
 struct RoundingTests {
     @Test("stochastic rounding is unbiased")
     func unbiased() throws {
@@ -126,7 +127,7 @@ struct RoundingTests {
     }
 }
 
-@Suite("Privatizer: modes, units, participation")
+@Suite("Privatizer: modes, units, participation", .computeLane)
 struct PrivatizerTests {
     @Test("central mode: no device noise, dequantised update is the clipped update up to rounding")
     func centralMode() throws {

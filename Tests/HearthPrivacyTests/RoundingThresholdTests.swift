@@ -1,11 +1,12 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// Coordinates just below zero: in double, y − ⌊y⌋ = y + 1 rounds to exactly 1, whose coin
 /// threshold 2^64 does not fit a UInt64. The conversion trapped, and a `hearth-agent` whose
 /// round produced such a delta died in the round (found by the kill -9 crash-consistency test:
 /// the restarted agent crashed in its next round).
-@Suite("Rounding thresholds")
+@Suite("Rounding thresholds", .computeLane)
 struct RoundingThresholdTests {
     static let tiny: [Float] = [-1e-30, 0.25, -0.5, 1e-30, -Float.leastNonzeroMagnitude, 0, -1e-20, 0.125]
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// Chi-square critical value at upper-tail probability 0.001 for `df` degrees of freedom
 /// (Wilson–Hilferty approximation; accurate to a few percent for df ≥ 3).
@@ -46,7 +47,7 @@ func chiSquare(samples: [Int64], pmf: (Int64) -> Double) -> (statistic: Double, 
     return (stat, bins - 1)
 }
 
-@Suite("Discrete samplers (Canonne, Kamath, Steinke 2020)")
+@Suite("Discrete samplers (Canonne, Kamath, Steinke 2020)", .computeLane)
 struct SamplerTests {
     static let sigmas: [Double] = [0.5, 1, 3, 50]
 

@@ -1,9 +1,10 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// The streaming privacy path (`UpdateAccumulator`, `UpdateEnvelopeWriter`) against the
 /// reference path (`UpdatePrivatizer.privatize(sessions:)`, `UpdateEnvelope.encode`).
-@Suite("Streaming privatization")
+@Suite("Streaming privatization", .computeLane)
 struct StreamingPrivatizationTests {
     /// A vector split into pieces at the given cut points.
     func pieces(_ v: [Float], cuts: [Int]) -> [[Float]] {

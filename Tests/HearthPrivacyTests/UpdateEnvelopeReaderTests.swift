@@ -1,8 +1,9 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// The streaming reader (`readHeader`, `decodeHeader`, `PackedValues`) agrees with `decode`.
-@Suite struct UpdateEnvelopeReaderTests {
+@Suite(.computeLane) struct UpdateEnvelopeReaderTests {
     static func readError(_ bytes: [UInt8]) -> PrivacyError? {
         do throws(PrivacyError) {
             _ = try UpdateEnvelope.decodeHeader(bytes)

@@ -1,8 +1,9 @@
 import Testing
 @testable import HearthPrivacy
+import HearthTestSupport
 
 /// The update wire format: round trips, strict rejection of every malformed envelope.
-@Suite struct UpdateEnvelopeTests {
+@Suite(.computeLane) struct UpdateEnvelopeTests {
     static func key(_ seed: UInt64 = 7) -> IdempotencyKey {
         var rng = SeededGenerator(seed: seed)
         return IdempotencyKey(using: &rng)

@@ -5,6 +5,7 @@ import HearthDatasets
 import HearthPrivacy
 import Testing
 @testable import HearthSimulation
+import HearthTestSupport
 
 /// A tiny synthetic shop: 16 shoppers, 32 items, 12 events each.
 private func tinyData(grouping: DeviceGrouping = .user) throws -> SimulationData {
@@ -23,7 +24,7 @@ private func table(_ text: String) throws -> CSVTable {
     try CSVTable(bytes: Array(text.utf8), source: "test")
 }
 
-@Suite struct SplitTests {
+@Suite(.computeLane) struct SplitTests {
     @Test func splitIsChronologicalAndKeepsTheLastTwoEventsOut() throws {
         // Rows out of time order in the file: the split must follow the timestamps.
         let csv = """
@@ -120,7 +121,7 @@ private func writeTemporary(_ text: String, name: String) throws -> String {
     return url.path
 }
 
-@Suite struct MetricTests {
+@Suite(.computeLane) struct MetricTests {
     /// Three users over five items, cutoff 2, scores chosen so the ranks are known by hand:
     /// - A: history {0}, target 3, scores [9, 1, 5, 4, 2]: item 0 excluded, order 2, 3, 4, 1 → rank 2 (hit, DCG 1/log2 3);
     /// - B: history {4}, target 1, scores [5, 1, 3, 2, 9]: order 0, 2, 3, 1 → rank 4 (miss);
@@ -171,7 +172,7 @@ private func writeTemporary(_ text: String, name: String) throws -> String {
     }
 }
 
-@Suite struct PrivacyPathTests {
+@Suite(.computeLane) struct PrivacyPathTests {
     @Test func localUploadsAreNoisedAndNoneUploadsAreNot() throws {
         let data = try tinyData()
         let simulation = Simulation(data: data)
@@ -252,7 +253,7 @@ private func writeTemporary(_ text: String, name: String) throws -> String {
     }
 }
 
-@Suite struct OutputTests {
+@Suite(.computeLane) struct OutputTests {
     @Test func jsonHasTheRequiredKeys() throws {
         let runner = SimulationRunner(data: try tinyData())
         let records = try runner.run(tinyConfiguration(mode: .central, epsilon: 8, rounds: 2))
@@ -301,7 +302,7 @@ private func writeTemporary(_ text: String, name: String) throws -> String {
     }
 }
 
-@Suite struct DeterminismTests {
+@Suite(.computeLane) struct DeterminismTests {
     @Test func sameSeedSameModelDifferentSeedDifferentModel() throws {
         let simulation = Simulation(data: try tinyData())
         let a = try simulation.runFederated(tinyConfiguration(mode: .central, rounds: 2, seed: 11))

@@ -3,7 +3,7 @@ import HearthCore
 import HearthTestSupport
 import Testing
 
-@Suite("Device store: open, migrations, event log, durability")
+@Suite("Device store: open, migrations, event log, durability", .computeLane)
 struct EventLogTests {
     @Test("a fresh store is migrated to the latest version with WAL, FULL sync, secure delete, incremental vacuum")
     func freshStoreSettings() throws {

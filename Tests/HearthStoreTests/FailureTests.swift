@@ -8,7 +8,7 @@ import HearthCore
 import HearthTestSupport
 import Testing
 
-@Suite("Device store: damaged files and full disks")
+@Suite("Device store: damaged files and full disks", .computeLane)
 struct FailureTests {
     @Test("a garbage file is reported as notADatabase, with the path, not a crash")
     func garbageFile() throws {

@@ -4,7 +4,7 @@ import HearthPrivacy
 import HearthTestSupport
 import Testing
 
-@Suite("Device store: privacy ledger, local state, erasure")
+@Suite("Device store: privacy ledger, local state, erasure", .computeLane)
 struct LedgerStateEraseTests {
     static let entries: [LedgerEntry] = [
         LedgerEntry(round: 1, mechanism: .discreteGaussian, noiseMultiplier: 1.1, samplingRate: 0.01,

@@ -3,7 +3,7 @@ import CHearthSQLite
 import HearthTestSupport
 import Testing
 
-@Suite("Device store: outbox")
+@Suite("Device store: outbox", .computeLane)
 struct OutboxTests {
     @Test("uploads come out oldest first with attempts, due times and errors")
     func orderingAndAttempts() throws {

@@ -16,7 +16,7 @@ import Testing
 ///
 /// `HEARTH_POWER_SYNCHRONOUS=NORMAL swift test --filter PowerLoss` shows the test failing when
 /// commits are not fsynced (`PowerLossCampaign`); `HEARTH_POWER_SEED=N` picks another seed.
-@Suite("Device store: power loss (recording VFS)")
+@Suite("Device store: power loss (recording VFS)", .computeLane)
 struct DeviceStorePowerLossTests {
     /// What the store holds, as the test can read it back and as the acknowledged operations say.
     struct Contents: Equatable, CustomStringConvertible {

@@ -3,7 +3,7 @@ import HearthCore
 import HearthTestSupport
 import Testing
 
-@Suite("Device store: retention")
+@Suite("Device store: retention", .computeLane)
 struct RetentionTests {
     static let base: Int64 = 1_700_000_000_000
 

@@ -7,7 +7,7 @@ import Testing
 /// scheduler tick and status request over the whole log, streams (no temporary b-tree, which
 /// `temp_store = MEMORY` holds in RAM and which grew with the number of events), and the page
 /// cache has a set size.
-@Suite("Store memory bounds")
+@Suite("Store memory bounds", .computeLane)
 struct StoreMemoryTests {
     /// The `detail` column of `EXPLAIN QUERY PLAN sql` on the store's connection.
     private func plan(_ store: DeviceStore, _ sql: String) throws -> [String] {
