@@ -84,11 +84,14 @@ let package = Package(
         ),
         .target(name: "HearthSystemd", dependencies: [.product(name: "Logging", package: "swift-log")]),
         .target(name: "HearthConfig"),
+        // Durable file writes (fsync, rename, directory fsync) for the agent, aggregator, uploader and tools.
+        .target(name: "HearthFiles"),
+        .testTarget(name: "HearthFilesTests", dependencies: ["HearthFiles", "HearthTestSupport"]),
         .target(
             name: "HearthAgent",
             dependencies: [
                 "HearthCore", "HearthPrivacy", "HearthConfig", "HearthSystemd",
-                "HearthStore", "HearthLocalAPI", "HearthUploader", "CHearthMemory",
+                "HearthStore", "HearthLocalAPI", "HearthUploader", "HearthFiles", "CHearthMemory",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -119,7 +122,7 @@ let package = Package(
             name: "HearthAggregator",
             dependencies: [
                 "HearthCore", "HearthPrivacy", "HearthAggregation", "HearthStore", "HearthConfig", "HearthLocalAPI",
-                "CHearthSQLite",
+                "HearthFiles", "CHearthSQLite",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
@@ -163,7 +166,7 @@ let package = Package(
         .target(
             name: "HearthUploader",
             dependencies: [
-                "HearthHTTP", "HearthCore", "HearthPrivacy", "CHearthSpawn",
+                "HearthHTTP", "HearthCore", "HearthPrivacy", "HearthFiles", "CHearthSpawn",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -212,7 +215,7 @@ let package = Package(
         ),
         .target(
             name: "HearthDatasets",
-            dependencies: ["HearthCore"]
+            dependencies: ["HearthCore", "HearthFiles"]
         ),
         .target(
             name: "HearthTestSupport",

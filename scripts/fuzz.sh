@@ -60,7 +60,7 @@ modules_of() {
     model-file) echo HearthCore ;;
     update) echo HearthCore HearthPrivacy HearthAggregation ;;
     local-api) echo HearthCore HearthLocalAPI ;;
-    event-csv) echo HearthCore HearthLocalAPI HearthControl HearthDatasets ;;
+    event-csv) echo HearthCore HearthFiles HearthLocalAPI HearthControl HearthDatasets ;;
     config) echo HearthConfig ;;
     *) echo "fuzz: unknown target $1 (targets: ${ALL_TARGETS[*]})" >&2; return 1 ;;
     esac
@@ -81,7 +81,8 @@ sources_of() {
 deps_of() {
     case "$1" in
     HearthAggregation) echo HearthCore HearthPrivacy ;;
-    HearthLocalAPI | HearthDatasets) echo HearthCore ;;
+    HearthLocalAPI) echo HearthCore ;;
+    HearthDatasets) echo HearthCore HearthFiles ;;
     HearthControl) echo HearthCore HearthLocalAPI ;;
     esac
 }
@@ -145,7 +146,7 @@ build_module() {
     touch "$OBJ/$module.o"
 }
 # Levels: a module depends only on modules of earlier levels.
-LEVELS=("HearthCore HearthPrivacy HearthConfig" "HearthAggregation HearthLocalAPI HearthDatasets" "HearthControl")
+LEVELS=("HearthCore HearthPrivacy HearthConfig HearthFiles" "HearthAggregation HearthLocalAPI HearthDatasets" "HearthControl")
 echo "== Swift modules (swiftc -O -sanitize=fuzzer,address)"
 for level in "${LEVELS[@]}"; do
     pids=()

@@ -4,6 +4,7 @@ import Glibc
 import Darwin
 #endif
 import HearthCore
+import HearthFiles
 import HearthPrivacy
 import HearthStore
 import HearthUploader
@@ -256,7 +257,11 @@ extension AgentRuntime {
         }
         // The renames reach the disk before the fresh store does: after a power cut the state
         // directory holds either the damaged store (moved again at the next start) or both.
-        FileSupport.syncDirectory(containing: path)
+        do throws(FileError) {
+            try DurableFile.syncDirectory(containing: path)
+        } catch {
+            logger.warning("the damaged event store was moved aside, but the move may not survive a power cut", metadata: ["error": "\(error)"])
+        }
         logger.error("the event store is damaged; moved aside, starting a fresh one", metadata: ["moved_to": "\(moved)", "error": "\(why)"])
         let salvaged = DeviceStore.salvageLedger(path: moved)
         switch attemptOpen(path: path, policy: policy) {
@@ -280,7 +285,13 @@ extension AgentRuntime {
         }
         if !recovered {
             let marker = state + "/" + AgentRuntime.ledgerLostFileName
-            FileSupport.writeSmallText(marker, "\(ledgerNote) from \(moved) (\(why))\n")
+            do throws(FileError) {
+                // Replaced through a synced temporary file and a directory fsync: after a power
+                // cut the marker is whole or absent, never an empty file beside the fresh store.
+                try DurableFile.replace(marker, with: Array("\(ledgerNote) from \(moved) (\(why))\n".utf8), mode: 0o640)
+            } catch {
+                logger.error("cannot write the ledger-lost marker", metadata: ["error": "\(error)"])
+            }
             ledgerNote += "; training refused until \(marker) is removed"
         }
         opening.conditions.append((.databaseCorrupt, "\(why); moved to \(moved), started a fresh store; \(ledgerNote)"))
@@ -372,7 +383,11 @@ struct ModelLoader {
             unlink(temporary)
             return
         }
-        FileSupport.syncDirectory(containing: current)
+        do throws(FileError) {
+            try DurableFile.syncDirectory(containing: current)
+        } catch {
+            logger.warning("previous.hrth restored, but the rename may not survive a power cut", metadata: ["error": "\(error)"])
+        }
         logger.notice("previous.hrth restored as current.hrth")
     }
 }

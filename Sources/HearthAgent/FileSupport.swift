@@ -85,51 +85,6 @@ enum FileSupport {
         return names.sorted()
     }
 
-    /// Writes `text` to `path` (created or replaced) so that it survives power loss; false on
-    /// any failure.
-    ///
-    /// The text goes to `path.tmp`, which is fsynced and renamed over `path`, then the directory
-    /// is fsynced: a crash leaves the old file or the whole new one, and once this returns true
-    /// the new name is on disk. (Truncating `path` in place, as this did before, could leave it
-    /// empty after a power cut; and without the directory fsync a file created just before the
-    /// cut, such as the ledger-lost marker, could vanish while the fresh store beside it stays.)
-    @discardableResult
-    static func writeSmallText(_ path: String, _ text: String) -> Bool {
-        let temporary = path + ".tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o640)
-        guard fd >= 0 else { return false }
-        let bytes = Array(text.utf8)
-        var offset = 0
-        var written = true
-        while offset < bytes.count {
-            let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else {
-                written = false
-                break
-            }
-            offset += n
-        }
-        let synced = written && fsync(fd) == 0
-        close(fd)
-        guard synced, rename(temporary, path) == 0 else {
-            unlink(temporary)
-            return false
-        }
-        return syncDirectory(containing: path)
-    }
-
-    /// fsyncs the directory that holds `path`, so that a rename or a creation in it is durable;
-    /// false when it cannot be opened or synced.
-    @discardableResult
-    static func syncDirectory(containing path: String) -> Bool {
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let fd = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        return fsync(fd) == 0
-    }
-
     /// A small file (procfs) as text, nil when unreadable.
     static func readSmallText(_ path: String) -> String? {
         guard let bytes = try? read(path, maxBytes: 64 * 1024) else { return nil }

@@ -5,6 +5,7 @@ import Darwin
 #endif
 import HearthConfig
 import HearthCore
+import HearthFiles
 import HearthStore
 import Logging
 import ServiceLifecycle
@@ -78,7 +79,12 @@ public enum AggregatorSetup {
             signer = try loadSigner(configuration)
         } else {
             signer = ModelSigner()
-            try writeNewFile(configuration.signingKeyFile, Array(signer.keyFileText.utf8), mode: 0o600)
+            do throws(FileError) {
+                // Created exclusively, fsynced with its directory: the key survives a power cut.
+                try DurableFile.create(configuration.signingKeyFile, with: Array(signer.keyFileText.utf8), mode: 0o600)
+            } catch {
+                throw .configuration(error.description)
+            }
         }
         let first: Model
         do throws(CoreError) {
@@ -113,26 +119,6 @@ public enum AggregatorSetup {
             out.append(contentsOf: chunk[0 ..< n])
         }
         return nil
-    }
-
-    /// Creates `path` exclusively with `mode`, writes and fsyncs it and the directory that holds
-    /// it (the new name survives a power cut too).
-    static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(AggregatorError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else { throw .configuration("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var written = 0
-        while written < bytes.count {
-            let n = bytes.withUnsafeBytes { write(fd, $0.baseAddress.map { $0 + written }, $0.count - written) }
-            if n < 0 { if errno == EINTR { continue }; throw .configuration("cannot write \(path): \(String(cString: strerror(errno)))") }
-            written += n
-        }
-        guard fsync(fd) == 0 else { throw .configuration("cannot sync \(path): \(String(cString: strerror(errno)))") }
-        let directory = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
-        let directoryFD = open(directory.isEmpty ? "/" : directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard directoryFD >= 0 else { throw .configuration("cannot open \(directory): \(String(cString: strerror(errno)))") }
-        defer { close(directoryFD) }
-        guard fsync(directoryFD) == 0 else { throw .configuration("cannot sync \(directory): \(String(cString: strerror(errno)))") }
     }
 }
 

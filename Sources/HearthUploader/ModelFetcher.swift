@@ -5,6 +5,7 @@ import Darwin
 #endif
 import Crypto
 import HearthCore
+import HearthFiles
 import Logging
 
 /// A verified model installed as `current.hrth`.
@@ -214,11 +215,9 @@ public struct ModelFetcher: Sendable {
         guard rename(temporaryPath, currentPath) == 0 else {
             throw .fileSystem("rename \(temporaryPath) -> \(currentPath): \(errnoText())")
         }
-        let dirFD = open(directory, O_RDONLY | O_DIRECTORY)
-        if dirFD >= 0 {
-            _ = fsync(dirFD)
-            close(dirFD)
-        }
+        // The renames reach the disk (a failure here leaves a swap that may not survive a power
+        // cut; the new model is installed either way, as before).
+        try? DurableFile.syncDirectory(containing: currentPath)
     }
 }
 
