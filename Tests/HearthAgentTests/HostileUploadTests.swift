@@ -161,15 +161,16 @@ struct HostileUploadTests {
         /// Waits up to `timeoutMilliseconds` for exit; the wait status, or nil on timeout.
         func wait(timeoutMilliseconds: Int64) async -> Int32? {
             let deadline = monotonicMilliseconds() + timeoutMilliseconds
-            while monotonicMilliseconds() < deadline {
+            while true {
                 var status: Int32 = 0
                 if waitpid(pid, &status, WNOHANG) == pid {
                     reaped = true
                     return status
                 }
+                // Looked once more after the deadline (a sleep may overrun it on a busy machine).
+                if monotonicMilliseconds() >= deadline { return nil }
                 try? await Task.sleep(for: .milliseconds(20))
             }
-            return nil
         }
 
         deinit {

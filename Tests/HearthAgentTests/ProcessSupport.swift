@@ -117,16 +117,17 @@ final class ChildProcess: @unchecked Sendable {
     /// Waits up to `timeoutMilliseconds` for exit; the wait status, or nil on timeout.
     func wait(timeoutMilliseconds: Int64) async -> Int32? {
         let deadline = monotonicMilliseconds() + timeoutMilliseconds
-        while monotonicMilliseconds() < deadline {
+        while true {
             var status: Int32 = 0
-            let r = waitpid(pid, &status, WNOHANG)
-            if r == pid {
+            if waitpid(pid, &status, WNOHANG) == pid {
                 reaped = true
                 return status
             }
+            // Looked once more after the deadline: a sleep that overran it (a busy machine)
+            // must not report a process that had long exited as still running.
+            if monotonicMilliseconds() >= deadline { return nil }
             try? await Task.sleep(for: .milliseconds(50))
         }
-        return nil
     }
 
     deinit {
