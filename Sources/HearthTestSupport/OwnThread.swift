@@ -33,29 +33,14 @@ final class OwnThreadExecutor: TaskExecutor, @unchecked Sendable {
         self.name = String(name.utf8.prefix(15)) ?? "test-thread"
         wakeups = .allocate(capacity: 1)
         sem_init(wakeups, 0, 0)
-        let retained = Unmanaged.passRetained(self)
-        #if canImport(Glibc)
-        var thread = pthread_t()
-        #else
-        var thread: pthread_t? = nil
-        #endif
-        let rc = pthread_create(&thread, nil, { argument in
-            guard let argument else { return nil }
-            Unmanaged<OwnThreadExecutor>.fromOpaque(argument).takeRetainedValue().run()
-            return nil
-        }, retained.toOpaque())
-        guard rc == 0 else {
+        do throws(Loopback.Failure) {
+            // The thread holds the executor until `run` returns (after `stop()`).
+            try Loopback.startThread { [self] in run() }
+        } catch {
             // No thread: jobs then run inline in enqueue (see `inline`).
-            retained.release()
             state.withLock { $0.stopping = true }
             inline = true
-            return
         }
-        #if canImport(Glibc)
-        pthread_detach(thread)
-        #else
-        if let thread { pthread_detach(thread) }
-        #endif
     }
 
     /// Set when no thread could be started: `enqueue` runs each job at once.
