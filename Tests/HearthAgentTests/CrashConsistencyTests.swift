@@ -304,7 +304,13 @@ struct CrashConsistencyTests {
                 }
             }
             agent.signal(SIGKILL)
-            guard await agent.wait(timeoutMilliseconds: 10_000) != nil else { throw TestFailure("the agent did not die on SIGKILL") }
+            guard await agent.wait(timeoutMilliseconds: 10_000) != nil else {
+                let diagnosis = agent.diagnosis()
+                let start = monotonicMilliseconds()
+                let later = await agent.wait(timeoutMilliseconds: 120_000)
+                throw TestFailure("the agent did not die on SIGKILL within 10 s (\(detail)): \(diagnosis); "
+                                  + (later == nil ? "still not reaped 120 s later" : "reaped \(monotonicMilliseconds() - start) ms later"))
+            }
             counts.kills[phase, default: 0] += 1
             if landed { counts.landed[phase, default: 0] += 1 }
             counts.landedDetail[detail, default: 0] += 1

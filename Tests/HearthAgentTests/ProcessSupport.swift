@@ -114,6 +114,33 @@ final class ChildProcess: @unchecked Sendable {
 
     func signal(_ number: Int32) { if !reaped { kill(pid, number) } }
 
+    /// What the kernel says of the process (for a failure message): its state and where it
+    /// sleeps, and what `waitpid` answers now.
+    func diagnosis() -> String {
+        var status: Int32 = 0
+        let waited = waitpid(pid, &status, WNOHANG)
+        let waitError = errno
+        if waited == pid { reaped = true }
+        let state = readText("/proc/\(pid)/status").split(separator: "\n").first { $0.hasPrefix("State:") } ?? "no /proc entry"
+        let wchan = readText("/proc/\(pid)/wchan")
+        let stack = readText("/proc/\(pid)/stack").split(separator: "\n").prefix(6).joined(separator: " | ")
+        let threads = readText("/proc/\(pid)/status").split(separator: "\n").first { $0.hasPrefix("Threads:") } ?? ""
+        var tasks: [String] = []
+        if let directory = opendir("/proc/\(pid)/task") {
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                guard name.first?.isNumber == true else { continue }
+                let base = "/proc/\(pid)/task/\(name)"
+                let taskState = readText(base + "/status").split(separator: "\n").first { $0.hasPrefix("State:") } ?? ""
+                let comm = readText(base + "/comm").split(separator: "\n").first.map(String.init) ?? ""
+                let taskStack = readText(base + "/stack").split(separator: "\n").prefix(8).joined(separator: " < ")
+                tasks.append("[\(name) \(comm) \(taskState) wchan \(readText(base + "/wchan")) stack \(taskStack)]")
+            }
+            closedir(directory)
+        }
+        return "pid \(pid): waitpid \(waited) (errno \(waited < 0 ? waitError : 0)); \(state); \(threads); wchan \(wchan); stack \(stack); tasks \(tasks.joined(separator: " "))"
+    }
+
     /// Waits up to `timeoutMilliseconds` for exit; the wait status, or nil on timeout.
     func wait(timeoutMilliseconds: Int64) async -> Int32? {
         let deadline = monotonicMilliseconds() + timeoutMilliseconds

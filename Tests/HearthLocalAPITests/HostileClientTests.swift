@@ -432,7 +432,9 @@ struct HostileClientTests {
         var configured = Self.limits
         configured.maxConnections = 64
         configured.requestTimeoutMilliseconds = 2_000
-        configured.idleTimeoutMilliseconds = 2_000
+        // The kept-alive good client must not sit idle this long between two of its requests;
+        // under a sanitizer the test's own threads can stall for seconds (TestBounds).
+        configured.idleTimeoutMilliseconds = TestBounds.milliseconds(2_000)
         let limits = configured
         let slowlorisClients = 40
         let floodConnections = 2_000
@@ -539,12 +541,20 @@ struct HostileClientTests {
             var freshLatency: [Int64] = []
             var freshStatuses: [Int: Int] = [:]
             let attackStart = monotonicMilliseconds()
+            var keptLastUsed = monotonicMilliseconds()
             while monotonicMilliseconds() - attackStart < 4_000 {
                 let start = monotonicMilliseconds()
-                let status = try await offload {
-                    kept.send("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
-                    return try kept.readResponse().status
+                let status: Int
+                do {
+                    status = try await offload {
+                        kept.send("GET /v1/status HTTP/1.1\r\nHost: x\r\n\r\n")
+                        return try kept.readResponse().status
+                    }
+                } catch {
+                    throw ClientError(description: "kept-alive connection: \(error), \(start - keptLastUsed) ms after its previous "
+                                      + "request (idle timeout \(limits.idleTimeoutMilliseconds) ms), \(keptLatency.count) answered before")
                 }
+                keptLastUsed = monotonicMilliseconds()
                 #expect(status == 200)
                 keptLatency.append(monotonicMilliseconds() - start)
                 let freshStart = monotonicMilliseconds()
@@ -560,7 +570,7 @@ struct HostileClientTests {
             _ = kept
 
             // Every attacking connection is gone within the deadlines; memory comes back down.
-            try await waitUntil(timeoutMilliseconds: 10_000) { server.openConnections <= 1 }
+            try await waitUntil(timeoutMilliseconds: TestBounds.milliseconds(10_000)) { server.openConnections <= 1 }
             try await Task.sleep(for: .milliseconds(500))
             let after = residentKilobytes()
             // After the attack a fresh connection is served at once.
