@@ -308,7 +308,7 @@ struct CrashConsistencyTests {
                 let diagnosis = agent.diagnosis()
                 let start = monotonicMilliseconds()
                 let later = await agent.wait(timeoutMilliseconds: 120_000)
-                throw TestFailure("the agent did not die on SIGKILL within 10 s (\(detail)): \(diagnosis); "
+                throw TestFailure("the agent was not reaped within \(TestBounds.milliseconds(10_000)) ms of SIGKILL (\(detail)): \(diagnosis); "
                                   + (later == nil ? "still not reaped 120 s later" : "reaped \(monotonicMilliseconds() - start) ms later"))
             }
             counts.kills[phase, default: 0] += 1

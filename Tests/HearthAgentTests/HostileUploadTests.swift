@@ -159,8 +159,9 @@ struct HostileUploadTests {
         func signal(_ number: Int32) { if !reaped { kill(pid, number) } }
 
         /// Waits up to `timeoutMilliseconds` for exit; the wait status, or nil on timeout.
+        /// Widened under a sanitizer, as `ChildProcess.wait` (an ASan process is slow to die).
         func wait(timeoutMilliseconds: Int64) async -> Int32? {
-            let deadline = monotonicMilliseconds() + timeoutMilliseconds
+            let deadline = monotonicMilliseconds() + TestBounds.milliseconds(timeoutMilliseconds)
             while true {
                 var status: Int32 = 0
                 if waitpid(pid, &status, WNOHANG) == pid {

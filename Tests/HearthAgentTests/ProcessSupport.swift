@@ -142,8 +142,12 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// Waits up to `timeoutMilliseconds` for exit; the wait status, or nil on timeout.
+    ///
+    /// The time is widened under a sanitizer (`TestBounds`): a dying ASan process spends seconds
+    /// in the kernel unmapping its address space (seen: the last thread in `exit_mmap` /
+    /// `unmap_page_range`, the process reaped 24 s after SIGKILL on a loaded machine).
     func wait(timeoutMilliseconds: Int64) async -> Int32? {
-        let deadline = monotonicMilliseconds() + timeoutMilliseconds
+        let deadline = monotonicMilliseconds() + TestBounds.milliseconds(timeoutMilliseconds)
         while true {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
