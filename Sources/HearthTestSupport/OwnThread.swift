@@ -9,7 +9,7 @@ import Synchronization
 /// concurrency pool.
 ///
 /// For blocking work (a socket client waiting on a server) that must not hold one of the runner's
-/// few pool threads (see `ComputeLane`). `body` stays in the test's task (a task executor
+/// few pool threads (see `ComputeLaneTrait`). `body` stays in the test's task (a task executor
 /// preference, SE-0417), so `#expect` and `Issue.record` inside it are attributed to the test.
 public func onOwnThread<T>(_ body: () throws -> T) async throws -> T {
     let executor = OwnThreadExecutor(name: "test-own-thread")

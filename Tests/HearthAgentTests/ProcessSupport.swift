@@ -70,7 +70,9 @@ func agentBinaryPath() throws -> String {
 /// A child process started with posix_spawn, stderr to `logPath`.
 final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
-    private var reaped = false
+    /// The wait status once reaped (by `wait` or `diagnosis`).
+    private var reapedStatus: Int32?
+    private var reaped: Bool { reapedStatus != nil }
 
     /// Spawns `executable`. The systemd variables of the test's own environment are dropped;
     /// `environment` adds variables, and `descriptor3` becomes the child's fd 3 (socket activation).
@@ -120,7 +122,7 @@ final class ChildProcess: @unchecked Sendable {
         var status: Int32 = 0
         let waited = waitpid(pid, &status, WNOHANG)
         let waitError = errno
-        if waited == pid { reaped = true }
+        if waited == pid { reapedStatus = status }
         let state = readText("/proc/\(pid)/status").split(separator: "\n").first { $0.hasPrefix("State:") } ?? "no /proc entry"
         let wchan = readText("/proc/\(pid)/wchan")
         let stack = readText("/proc/\(pid)/stack").split(separator: "\n").prefix(6).joined(separator: " | ")
@@ -147,11 +149,12 @@ final class ChildProcess: @unchecked Sendable {
     /// in the kernel unmapping its address space (seen: the last thread in `exit_mmap` /
     /// `unmap_page_range`, the process reaped 24 s after SIGKILL on a loaded machine).
     func wait(timeoutMilliseconds: Int64) async -> Int32? {
+        if let reapedStatus { return reapedStatus }
         let deadline = monotonicMilliseconds() + TestBounds.milliseconds(timeoutMilliseconds)
         while true {
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
-                reaped = true
+                reapedStatus = status
                 return status
             }
             // Looked once more after the deadline: a sleep that overran it (a busy machine)
